@@ -1,0 +1,36 @@
+# Two commands set up everything on a fresh machine (Python 3.11 + make): `make run`, `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+RUN_DATA_DIR ?= .kpiloop-run
+
+.PHONY: run test lint typecheck pytest bench clean
+
+$(BIN)/activate: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(BIN)/activate
+
+## run: replay the example sessions shipped in examples/ and print their KPI table
+run: $(BIN)/activate
+	$(BIN)/kpiloop replay --data-dir $(RUN_DATA_DIR) examples/*.jsonl
+
+## test: ruff (lint + format check), mypy and the whole pytest suite
+test: lint typecheck pytest
+
+lint: $(BIN)/activate
+	$(BIN)/ruff check kpiloop tests bench
+	$(BIN)/ruff format --check kpiloop tests bench
+
+typecheck: $(BIN)/activate
+	$(BIN)/mypy
+
+pytest: $(BIN)/activate
+	$(BIN)/pytest -q kpiloop tests
+
+bench: $(BIN)/activate
+	$(BIN)/python bench/replay.py --quick
+
+clean:
+	rm -rf $(VENV) $(RUN_DATA_DIR) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,144 @@
+"""The ``kpiloop`` command line. Start-up errors become one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from kpiloop import __version__
+from kpiloop.collector.jsonl_replay import LineProblem, expand_paths
+from kpiloop.config import load_config, resolve_data_dir
+from kpiloop.errors import ConfigError
+from kpiloop.exporters.console import SKIPPED, Row
+from kpiloop.identity import sanitize_agent_type
+from kpiloop.pipeline import build_replay_pipeline
+from kpiloop.types import SystemClock
+
+MAX_PROBLEMS_SHOWN = 20
+EXIT_USAGE = 2
+
+
+def run(argv: Sequence[str]) -> int:
+    """Run the click group and turn kpiloop's start-up errors into exit codes."""
+    logging.basicConfig(level=logging.WARNING, format="kpiloop: %(levelname)s: %(message)s")
+    try:
+        main.main(args=list(argv), prog_name="kpiloop", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        return int(done.exit_code)
+    except click.ClickException as error:
+        error.show()
+        return error.exit_code
+    except click.exceptions.Abort:
+        return 1
+    except (ConfigError, FileNotFoundError) as error:
+        click.echo(f"kpiloop: {error}", err=True)
+        return EXIT_USAGE
+    return 0
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kpiloop")
+def main() -> None:
+    """Measure AI coding-agent sessions from their telemetry and close the improvement loop."""
+
+
+config_option = click.option(
+    "--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), help="otel-config.yaml to use."
+)
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Data directory (default: $KPILOOP_HOME, else ~/.claude/telemetry).",
+)
+
+
+@main.command()
+@click.argument("paths", nargs=-1)
+@config_option
+@data_dir_option
+@click.option("--agent-type", help="Agent type for sessions whose telemetry names none.")
+@click.option("--force", is_flag=True, help="Re-record sessions already in history (the new line supersedes).")
+def replay(
+    paths: tuple[str, ...], config_path: Path | None, data_dir: Path | None, agent_type: str | None, force: bool
+) -> None:
+    """Replay JSONL telemetry files (globs allowed, - for stdin) and record each session's KPIs.
+
+    Reads the plan's traces-/evaluations-/logs-*.jsonl and OTLP/JSON lines. All PATHS are one
+    input: sessions still open at the end of it close then, in the order of their last event.
+    """
+    config = load_config(config_path)
+    files = expand_paths(paths or config.receivers.jsonl.paths)
+    if not files:
+        raise click.UsageError("no input: give PATHS or set receivers.jsonl.paths")
+    target = resolve_data_dir(data_dir, config, os.environ)
+    reporter = ProblemReporter()
+    progress = Progress(files) if sys.stderr.isatty() else None
+    pipeline = build_replay_pipeline(
+        config,
+        files,
+        target,
+        SystemClock(),
+        reporter,
+        force=force,
+        agent_type=sanitize_agent_type(agent_type) if agent_type else None,
+        on_progress=progress,
+    )
+    pipeline.run()
+    if progress is not None:
+        progress.finish()
+    reporter.finish()
+    click.echo(pipeline.table.render())
+    click.echo(_footer(pipeline.table.rows, pipeline.processor.stats.empty_sessions, pipeline.history.path))
+
+
+def _footer(rows: Sequence[Row], empty: int, history: Path) -> str:
+    skipped = sum(1 for row in rows if row.status == SKIPPED)
+    parts = [f"{len(rows) - skipped} session(s) recorded in {history}"]
+    if skipped:
+        parts.append(f"{skipped} already in history (use --force to re-record)")
+    if empty:
+        parts.append(f"{empty} empty session(s) ignored")
+    return "; ".join(parts)
+
+
+class ProblemReporter:
+    """Prints the first malformed lines as ``file:line: message`` and counts the rest."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, problem: LineProblem) -> None:
+        self.count += 1
+        if self.count <= MAX_PROBLEMS_SHOWN:
+            click.echo(f"{problem.file}:{problem.line}: skipped: {problem.message}", err=True)
+
+    def finish(self) -> None:
+        """Say how many problems were not shown."""
+        if self.count > MAX_PROBLEMS_SHOWN:
+            click.echo(f"... and {self.count - MAX_PROBLEMS_SHOWN} more skipped line(s)", err=True)
+
+
+class Progress:
+    """A one-line progress indicator on stderr (only when stderr is a terminal)."""
+
+    def __init__(self, files: Sequence[str]) -> None:
+        self._total = sum(os.path.getsize(f) for f in files if f != "-") or 0
+
+    def __call__(self, done: int) -> None:
+        if self._total:
+            click.echo(
+                f"\rreplaying: {done / 1e6:,.1f} / {self._total / 1e6:,.1f} MB ({done / self._total:.0%})",
+                err=True,
+                nl=False,
+            )
+        else:
+            click.echo(f"\rreplaying: {done / 1e6:,.1f} MB", err=True, nl=False)
+
+    def finish(self) -> None:
+        """End the progress line."""
+        click.echo("", err=True)

@@ -1,0 +1,174 @@
+"""The root configuration: ``otel-config.yaml`` in the OpenTelemetry Collector's shape.
+
+``${env:VAR}`` and ``${env:VAR:-default}`` are expanded before validation; an invalid file raises
+:class:`ConfigError` naming the key path and the reason. No file means every default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kpiloop.errors import ConfigError
+from kpiloop.processors.session_kpi_config import SessionKpiConfig
+
+MIB = 1024 * 1024
+DEFAULT_DATA_DIR = Path("~/.claude/telemetry")
+_ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProtocolConfig(_Strict):
+    """One OTLP transport."""
+
+    endpoint: str = Field(description="host:port to listen on; loopback by default.")
+    max_request_bytes: int = Field(default=16 * MIB, gt=0, description="Largest request body after decompression.")
+
+
+class OtlpProtocols(_Strict):
+    """The OTLP receiver's transports."""
+
+    grpc: ProtocolConfig = Field(default_factory=lambda: ProtocolConfig(endpoint="127.0.0.1:4317"))
+    http: ProtocolConfig = Field(default_factory=lambda: ProtocolConfig(endpoint="127.0.0.1:4318"))
+
+
+class OtlpReceiverConfig(_Strict):
+    """``receivers.otlp``."""
+
+    protocols: OtlpProtocols = Field(default_factory=OtlpProtocols)
+
+
+class JsonlReceiverConfig(_Strict):
+    """``receivers.jsonl``: files replayed by ``kpiloop replay`` when no path is given."""
+
+    paths: list[str] = Field(default_factory=list, description="Files or globs; empty means none.")
+
+
+class ReceiversConfig(_Strict):
+    """``receivers``."""
+
+    otlp: OtlpReceiverConfig = Field(default_factory=OtlpReceiverConfig)
+    jsonl: JsonlReceiverConfig = Field(default_factory=JsonlReceiverConfig)
+
+
+class ProcessorsConfig(_Strict):
+    """``processors``."""
+
+    session_kpi: SessionKpiConfig = Field(default_factory=SessionKpiConfig)
+
+
+class PrometheusExporterConfig(_Strict):
+    """``exporters.prometheus``."""
+
+    endpoint: str = Field(default="127.0.0.1:9464", description="host:port serving /metrics.")
+
+
+class FeedbackExporterConfig(_Strict):
+    """``exporters.feedback``: the local files (history, baselines, reports)."""
+
+    data_dir: Path | None = Field(
+        default=None, description="Data directory; unset means $KPILOOP_HOME, else ~/.claude/telemetry."
+    )
+
+
+class ExportersConfig(_Strict):
+    """``exporters``."""
+
+    prometheus: PrometheusExporterConfig = Field(default_factory=PrometheusExporterConfig)
+    feedback: FeedbackExporterConfig = Field(default_factory=FeedbackExporterConfig)
+
+
+class PipelineConfig(_Strict):
+    """One pipeline of ``service.pipelines``: component ids in order."""
+
+    receivers: list[str] = Field(default_factory=list)
+    processors: list[str] = Field(default_factory=list)
+    exporters: list[str] = Field(default_factory=list)
+
+
+def _default_pipelines() -> dict[str, PipelineConfig]:
+    return {
+        "sessions": PipelineConfig(
+            receivers=["otlp", "jsonl"], processors=["session_kpi"], exporters=["prometheus", "feedback"]
+        )
+    }
+
+
+class ServiceConfig(_Strict):
+    """``service``."""
+
+    pipelines: dict[str, PipelineConfig] = Field(default_factory=_default_pipelines)
+
+
+class KpiloopConfig(_Strict):
+    """The whole configuration."""
+
+    receivers: ReceiversConfig = Field(default_factory=ReceiversConfig)
+    processors: ProcessorsConfig = Field(default_factory=ProcessorsConfig)
+    exporters: ExportersConfig = Field(default_factory=ExportersConfig)
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> KpiloopConfig:
+    """Read, expand and validate a config file; ``None`` gives the embedded defaults."""
+    if path is None:
+        return KpiloopConfig()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read config {path}: {error.strerror}") from None
+    return parse_config(text, os.environ if environ is None else environ, source=str(path))
+
+
+def parse_config(text: str, environ: Mapping[str, str], source: str = "config") -> KpiloopConfig:
+    """Validate YAML text after ``${env:...}`` expansion."""
+    try:
+        raw = yaml.safe_load(expand_env(text, environ)) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{source}: invalid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping")
+    try:
+        return KpiloopConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(f"{source}: {_describe(error)}") from None
+
+
+def expand_env(text: str, environ: Mapping[str, str]) -> str:
+    """Replace ``${env:VAR}`` (empty when unset) and ``${env:VAR:-default}``.
+
+    >>> expand_env("dir: ${env:HOME_X:-/tmp/k}", {})
+    'dir: /tmp/k'
+    """
+    return _ENV_REF.sub(lambda m: environ.get(m.group(1)) or (m.group(2) or ""), text)
+
+
+def resolve_data_dir(flag: Path | None, config: KpiloopConfig, environ: Mapping[str, str]) -> Path:
+    """``--data-dir``, else ``exporters.feedback.data_dir``, else ``$KPILOOP_HOME``, else ~/.claude/telemetry."""
+    chosen = flag or config.exporters.feedback.data_dir
+    if chosen is None:
+        home = environ.get("KPILOOP_HOME")
+        chosen = Path(home) if home else DEFAULT_DATA_DIR
+    return chosen.expanduser()
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"])
+        problems.append(f"{where}: {item['msg']}")
+    return "; ".join(problems)
+
+
+def as_dict(config: KpiloopConfig) -> dict[str, Any]:
+    """The configuration as plain data (for ``kpiloop config show``)."""
+    return config.model_dump(mode="json")

@@ -1,0 +1,1 @@
+"""Exporters: sinks for closed-session summaries (history file, console table, metrics)."""

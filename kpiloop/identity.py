@@ -1,0 +1,74 @@
+"""Resolve and sanitize session ids and agent types (stdlib only: the hook commands use it too).
+
+Session id: ``session.id`` on the item, else on its resource, else ``gen_ai.conversation.id``.
+Agent type: ``agent.type`` on the item, else on its resource, else ``gen_ai.agent.name``, else
+the configured default. Both are sanitized before any use in a path or a metric label.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from kpiloop.types import AgentType, SessionId
+
+DEFAULT_AGENT_TYPE = AgentType("default")
+MAX_AGENT_TYPE_LEN = 64
+MAX_SESSION_ID_LEN = 128
+
+_AGENT_BAD = re.compile(r"[^a-z0-9._-]+")
+_SESSION_BAD = re.compile(r"[^A-Za-z0-9._-]+")
+_SESSION_KEYS = ("session.id", "gen_ai.conversation.id")
+_AGENT_KEYS = ("agent.type", "gen_ai.agent.name")
+
+
+def sanitize_agent_type(raw: object, default: AgentType = DEFAULT_AGENT_TYPE) -> AgentType:
+    """Lower-case, map every run of characters outside ``[a-z0-9._-]`` to ``-``, trim dots and dashes at the ends.
+
+    >>> sanitize_agent_type("Translation Agent/v2")
+    'translation-agent-v2'
+    >>> sanitize_agent_type("../..")
+    'default'
+    """
+    if not isinstance(raw, str):
+        return default
+    cleaned = _AGENT_BAD.sub("-", raw.strip().lower()).strip(".-")[:MAX_AGENT_TYPE_LEN]
+    return AgentType(cleaned) if cleaned else default
+
+
+def sanitize_session_id(raw: object) -> SessionId | None:
+    """Keep ``[A-Za-z0-9._-]``, map other runs to ``_``, drop leading dots; None when nothing is left.
+
+    >>> sanitize_session_id("58c5cbd9-f879-42ab-8c47-a1661be51bcb")
+    '58c5cbd9-f879-42ab-8c47-a1661be51bcb'
+    >>> sanitize_session_id("../etc/passwd")
+    '_etc_passwd'
+    """
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = str(raw)
+    if not isinstance(raw, str):
+        return None
+    cleaned = _SESSION_BAD.sub("_", raw.strip()).lstrip(".")[:MAX_SESSION_ID_LEN]
+    return SessionId(cleaned) if cleaned.strip("_") else None
+
+
+def _first(keys: tuple[str, ...], *layers: Mapping[str, Any]) -> object:
+    for key in keys:
+        for layer in layers:
+            value = layer.get(key)
+            if value not in (None, ""):
+                return value
+    return None
+
+
+def resolve_session_id(attributes: Mapping[str, Any], resource: Mapping[str, Any]) -> SessionId | None:
+    """The item's session id (item attributes before resource attributes), sanitized."""
+    return sanitize_session_id(_first(_SESSION_KEYS, attributes, resource))
+
+
+def resolve_agent_type(
+    attributes: Mapping[str, Any], resource: Mapping[str, Any], default: AgentType = DEFAULT_AGENT_TYPE
+) -> AgentType:
+    """The item's agent type (item attributes before resource attributes), sanitized."""
+    return sanitize_agent_type(_first(_AGENT_KEYS, attributes, resource), default)

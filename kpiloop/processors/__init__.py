@@ -1,0 +1,1 @@
+"""Processors: the streaming session processor and its pure KPI formulas."""

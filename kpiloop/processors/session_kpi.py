@@ -1,0 +1,137 @@
+"""The streaming session processor: events in, one :class:`SessionSummary` per closed session out.
+
+Sessions open on their first event and close on an explicit end, on an idle timeout measured on
+*arrival* time (so backfilled data does not close sessions at once), when the open-session cap is
+reached (the least recently active first), or when the caller closes them (end of replay input).
+A closed session is remembered for a while: late events reopen it, and its next close emits a
+cumulative summary with a higher ``close_count``. Empty sessions are counted, not emitted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from kpiloop.model import Event, SessionEnd, SessionSummary
+from kpiloop.processors.base import SummaryConsumer
+from kpiloop.processors.session_kpi_config import SessionKpiConfig
+from kpiloop.processors.session_state import SessionState
+from kpiloop.types import Clock, SessionId
+
+log = logging.getLogger(__name__)
+
+CLOSE_SESSION_END = "session_end"
+CLOSE_IDLE = "idle_timeout"
+CLOSE_END_OF_INPUT = "end_of_input"
+CLOSE_EVICTED = "open_session_cap"
+
+
+@dataclass
+class ProcessorStats:
+    """Self-observation of the processor (exported as ``kpiloop_*`` metrics)."""
+
+    events: int = 0
+    closed_sessions: int = 0
+    empty_sessions: int = 0
+    reopened_sessions: int = 0
+    late_events: int = 0
+
+
+class SessionKpiProcessor:
+    """Keeps a :class:`SessionState` per open session and emits summaries to ``next_consumer``."""
+
+    def __init__(self, next_consumer: SummaryConsumer, config: SessionKpiConfig, clock: Clock) -> None:
+        self._next = next_consumer
+        self._config = config
+        self._clock = clock
+        self._open: dict[SessionId, SessionState] = {}
+        self._closed: OrderedDict[SessionId, SessionState] = OrderedDict()
+        self._warned_models: set[str] = set()
+        self.stats = ProcessorStats()
+
+    def start(self) -> None:
+        """Nothing to start: the processor is driven by ``consume`` and ``expire``."""
+
+    def shutdown(self) -> None:
+        """Forget nothing silently: sessions still open stay open (the caller persists or closes them)."""
+
+    def consume(self, event: Event) -> None:
+        """Fold one event into its session; an explicit end closes the session."""
+        self.stats.events += 1
+        state = self._state_for(event.session_id)
+        state.update(event, self._clock.now())
+        if isinstance(event, SessionEnd):
+            self.close(event.session_id, CLOSE_SESSION_END)
+
+    def open_sessions(self) -> int:
+        """How many sessions are open."""
+        return len(self._open)
+
+    def expire(self) -> int:
+        """Close every session idle past its timeout (arrival time); return how many closed."""
+        now = self._clock.now()
+        idle = [sid for sid, state in self._open.items() if now - state.last_arrival >= self._timeout(state)]
+        for session_id in idle:
+            self.close(session_id, CLOSE_IDLE)
+        return len(idle)
+
+    def close(self, session_id: SessionId, reason: str) -> SessionSummary | None:
+        """Close one session and emit its summary; None when it was not open or was empty."""
+        state = self._open.pop(session_id, None)
+        if state is None:
+            return None
+        state.close_count += 1
+        self._remember(state)
+        self.stats.closed_sessions += 1
+        if state.is_empty():
+            self.stats.empty_sessions += 1
+            return None
+        self._warn_unpriced(state)
+        summary = state.summary(reason)
+        self._next.consume(summary)
+        return summary
+
+    def close_all(self, reason: str = CLOSE_END_OF_INPUT) -> list[SessionSummary]:
+        """Close every open session in the order of its last event, as they would have closed live."""
+        order = sorted(self._open.values(), key=lambda s: (s.last_ns or 0, s.session_id))
+        closed = (self.close(state.session_id, reason) for state in order)
+        return [summary for summary in closed if summary is not None]
+
+    def _state_for(self, session_id: SessionId) -> SessionState:
+        state = self._open.get(session_id)
+        if state is not None:
+            return state
+        state = self._closed.pop(session_id, None)
+        if state is not None:
+            self.stats.reopened_sessions += 1
+            self.stats.late_events += 1
+        else:
+            state = SessionState(session_id, self._config)
+        if len(self._open) >= self._config.max_open_sessions:
+            self._evict_least_recent()
+        self._open[session_id] = state
+        return state
+
+    def _evict_least_recent(self) -> None:
+        oldest = min(self._open.values(), key=lambda s: s.last_arrival)
+        self.close(oldest.session_id, CLOSE_EVICTED)
+
+    def _remember(self, state: SessionState) -> None:
+        if self._config.max_closed_sessions == 0:
+            return
+        self._closed[state.session_id] = state
+        while len(self._closed) > self._config.max_closed_sessions:
+            self._closed.popitem(last=False)
+
+    def _timeout(self, state: SessionState) -> float:
+        expects_end = "claude_code" in state.sources or state.saw_start_hook
+        return self._config.end_signal_idle_timeout if expects_end else self._config.idle_timeout
+
+    def _warn_unpriced(self, state: SessionState) -> None:
+        for model in sorted(state.unpriced_models - self._warned_models):
+            self._warned_models.add(model)
+            log.warning(
+                "no price for model %r: cost_usd is null for its sessions; add it to processors.session_kpi.prices",
+                model,
+            )

@@ -1,0 +1,341 @@
+"""The streaming state of one open session: ``update(event)`` as data arrives, ``summary()`` at close.
+
+Memory does not grow with the number of events: counters and sums, a bounded interval union,
+bounded windows of recent ids for deduplication, bounded name tables (the rest folded into
+``other``), and score digests.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from kpiloop.model import (
+    ActiveTime,
+    ApiCall,
+    DataCompleteness,
+    Evaluation,
+    Event,
+    LinesChanged,
+    MetricSample,
+    Prompt,
+    QualityStat,
+    SessionEnd,
+    SessionStart,
+    SessionSummary,
+    ToolCall,
+    UsageMetric,
+)
+from kpiloop.processors import kpis
+from kpiloop.processors.intervals import IntervalUnion
+from kpiloop.processors.pricing import call_cost
+from kpiloop.processors.quantiles import ScoreDigest
+from kpiloop.processors.session_kpi_config import SessionKpiConfig
+from kpiloop.processors.usage import Usage
+from kpiloop.types import AgentType, SessionId
+
+MAX_NAMES = 64
+OTHER = "other"
+QUALITY_KPIS = {
+    "relevance": "quality_relevance",
+    "faithfulness": "quality_faithfulness",
+    "coherence": "quality_coherence",
+    "hallucination": "quality_hallucination",
+}
+JUDGE_TYPES = (None, "llm")
+
+
+class RecentIds:
+    """The last ``size`` ids seen, for deduplicating one call that arrives over several signals."""
+
+    def __init__(self, size: int) -> None:
+        self._order: deque[str] = deque()
+        self._ids: set[str] = set()
+        self._size = size
+
+    def seen_before(self, item: str | None) -> bool:
+        """True if ``item`` was seen recently; otherwise remember it. None is never a duplicate."""
+        if item is None:
+            return False
+        if item in self._ids:
+            return True
+        self._order.append(item)
+        self._ids.add(item)
+        if len(self._order) > self._size:
+            self._ids.discard(self._order.popleft())
+        return False
+
+
+def bump(table: dict[str, int], name: str, by: int = 1) -> None:
+    """Add to ``table[name]``, folding new names into ``other`` once the table is full."""
+    if name not in table and len(table) >= MAX_NAMES:
+        name = OTHER
+    table[name] = table.get(name, 0) + by
+
+
+class TaskTracker:
+    """Task bookkeeping: TaskCreate/TaskUpdate calls, and task status when the source shows it."""
+
+    def __init__(self) -> None:
+        self.creates = 0
+        self.updates = 0
+        self.status_visible = False
+        self._created_ids: set[str] = set()
+        self._completed_ids: set[str] = set()
+        self._todo_keys: set[str] = set()
+        self._todo_latest: dict[str, str] = {}
+
+    def update(self, call: ToolCall) -> None:
+        """Fold in one executed tool call."""
+        if call.tool == "TaskCreate":
+            self.creates += 1
+            if call.task_id:
+                self._created_ids.add(call.task_id)
+        elif call.tool == "TaskUpdate":
+            self.updates += 1
+            if call.task_status is not None and call.task_id:
+                self.status_visible = True
+                if call.task_status == "completed":
+                    self._completed_ids.add(call.task_id)
+        if call.todos is not None:
+            self.status_visible = True
+            self._todo_latest = {item.key: item.status for item in call.todos}
+            if len(self._todo_keys) < 10_000:
+                self._todo_keys.update(self._todo_latest)
+
+    def created(self) -> int:
+        """Tasks created: TaskCreate calls plus distinct TodoWrite items."""
+        return max(self.creates, len(self._created_ids)) + len(self._todo_keys)
+
+    def completed(self) -> int | None:
+        """Tasks completed, or None when no source showed task status."""
+        if not self.status_visible:
+            return None
+        todo_done = sum(1 for status in self._todo_latest.values() if status == "completed")
+        return len(self._completed_ids) + todo_done
+
+
+class SessionState:
+    """Everything kpiloop keeps about one open session."""
+
+    def __init__(self, session_id: SessionId, config: SessionKpiConfig) -> None:
+        self.session_id = session_id
+        self.agent_type = AgentType(config.default_agent_type)
+        self._config = config
+        self.sources: set[str] = set()
+        self.first_ns: int | None = None
+        self.last_ns: int | None = None
+        self.last_arrival = 0.0
+        self.close_count = 0
+        self.end_reason: str | None = None
+        self.saw_start_hook = False
+        self.unpriced_models: set[str] = set()
+        self._calls = Usage()
+        self._metric_usage = Usage()
+        self._subagents: dict[str, Usage] = {}
+        self._cumulative: dict[str, float] = {}
+        self.api_errors = 0
+        self.tool_calls = 0
+        self.tool_failures = 0
+        self.tool_denials = 0
+        self.tools_by_name: dict[str, int] = {}
+        self.tasks = TaskTracker()
+        self._active = IntervalUnion(config.reorder_window)
+        self._quality: dict[str, ScoreDigest] = {}
+        self.evaluations = 0
+        self.prompts = 0
+        self.reported_active: float | None = None
+        self.lines_added = 0
+        self.lines_removed = 0
+        self._requests = RecentIds(config.dedup_window)
+        self._tool_uses = RecentIds(config.dedup_window)
+
+    def update(self, event: Event, arrival: float) -> None:
+        """Fold one event into the session."""
+        self.last_arrival = arrival
+        self.sources.add(event.source)
+        if self.agent_type == self._config.default_agent_type:
+            self.agent_type = event.agent_type
+        if isinstance(event, ApiCall):
+            self._api_call(event)
+        elif isinstance(event, ToolCall):
+            self._tool_call(event)
+        elif isinstance(event, Evaluation):
+            self._evaluation(event)
+            return
+        elif isinstance(event, SessionEnd):
+            self.end_reason = event.reason or "session.end"
+            return
+        elif isinstance(event, MetricSample):
+            self._metric(event)
+            self._extend(event.end_ns, event.end_ns)
+            return
+        elif isinstance(event, Prompt):
+            self.prompts += 1
+        elif isinstance(event, SessionStart):
+            self.saw_start_hook = True
+        self._extend(event.start_ns, event.end_ns)
+
+    def _extend(self, start_ns: int, end_ns: int) -> None:
+        if start_ns <= 0:
+            return
+        self.first_ns = start_ns if self.first_ns is None else min(self.first_ns, start_ns)
+        self.last_ns = end_ns if self.last_ns is None else max(self.last_ns, end_ns)
+
+    def _api_call(self, call: ApiCall) -> None:
+        if self._requests.seen_before(call.request_id):
+            return
+        cost = call_cost(call, self._config.prices)
+        if cost is None:
+            self.unpriced_models.add(call.model or "unknown")
+        self._calls.add_call(call, cost)
+        if call.subagent:
+            self._subagent(call.subagent).add_call(call, cost)
+        if not call.ok:
+            self.api_errors += 1
+        self._active.add(call.start_ns, call.end_ns)
+
+    def _tool_call(self, call: ToolCall) -> None:
+        if self._tool_uses.seen_before(call.tool_use_id):
+            return
+        if call.denied:
+            self.tool_denials += 1
+            return
+        self.tool_calls += 1
+        self.tool_failures += not call.ok
+        bump(self.tools_by_name, call.tool)
+        if call.subagent:
+            self._subagent(call.subagent).tool_calls += 1
+        self.tasks.update(call)
+        self._active.add(call.start_ns, call.end_ns)
+
+    def _evaluation(self, evaluation: Evaluation) -> None:
+        self.evaluations += 1
+        if evaluation.score is None or evaluation.evaluator_type not in JUDGE_TYPES:
+            return
+        name = evaluation.name.lower().removeprefix("quality_")
+        if name not in self._quality and len(self._quality) >= MAX_NAMES:
+            return
+        self._quality.setdefault(name, ScoreDigest()).add(evaluation.score)
+
+    def _subagent(self, name: str) -> Usage:
+        if name not in self._subagents and len(self._subagents) >= MAX_NAMES:
+            name = OTHER
+        return self._subagents.setdefault(name, Usage())
+
+    def _metric(self, sample: MetricSample) -> None:
+        value = _sample_value(sample)
+        if sample.cumulative:
+            previous = self._cumulative.get(sample.series, 0.0)
+            self._cumulative[sample.series] = value
+            value = value - previous if value >= previous else value
+        if isinstance(sample, UsageMetric):
+            self._metric_usage.add_metric(sample, value)
+        elif isinstance(sample, ActiveTime):
+            self.reported_active = (self.reported_active or 0.0) + value
+        elif isinstance(sample, LinesChanged) and sample.kind == "added":
+            self.lines_added += round(value)
+        elif isinstance(sample, LinesChanged):
+            self.lines_removed += round(value)
+
+    def usage(self) -> Usage:
+        """Spend from per-request events, or from metrics when the session sent no requests."""
+        return self._calls if self._calls.requests else self._metric_usage
+
+    def is_empty(self) -> bool:
+        """No API call, tool use, evaluation or usage at all."""
+        used = self.usage().tokens_total() or self.usage().requests
+        return not (used or self.tool_calls or self.tool_denials or self.evaluations)
+
+    def summary(self, close_reason: str) -> SessionSummary:
+        """The immutable summary of everything seen so far."""
+        usage = self.usage()
+        tokens = usage.token_counts()
+        first = self.first_ns or 0
+        last = self.last_ns or first
+        wall = max(0, last - first) / 1e9
+        active = self._active.total() / 1e9
+        management, productive = self._tool_split()
+        quality = {name: QualityStat(d.count, d.median() or 0.0, d.mean() or 0.0) for name, d in self._quality.items()}
+        return SessionSummary(
+            session_id=self.session_id,
+            agent_type=self.agent_type,
+            model=usage.primary_model(),
+            start_ns=first,
+            end_ns=last,
+            tokens=tokens,
+            cost_usd=usage.cost_usd(),
+            api_requests=usage.requests,
+            api_errors=self.api_errors,
+            tool_calls=self.tool_calls,
+            tool_failures=self.tool_failures,
+            tool_denials=self.tool_denials,
+            tools_by_name=dict(self.tools_by_name),
+            management_tool_calls=management,
+            productive_tool_calls=productive,
+            tasks_created=self.tasks.created(),
+            tasks_completed=self.tasks.completed(),
+            task_updates=self.tasks.updates,
+            active_seconds=active,
+            reported_active_seconds=self.reported_active,
+            prompts=self.prompts,
+            lines_added=self.lines_added,
+            lines_removed=self.lines_removed,
+            subagents={name: sub.subagent_usage() for name, sub in self._subagents.items()},
+            quality=quality,
+            kpis=self._kpis(usage, wall, active, management, productive),
+            cost_per_output_token=kpis.cost_per_output_token(usage.cost_usd(), tokens.output),
+            data_completeness=self._completeness(usage),
+            close_reason=close_reason,
+            close_count=self.close_count,
+            end_reason=self.end_reason,
+        )
+
+    def _tool_split(self) -> tuple[int, int]:
+        sets = self._config.tool_sets
+        management = sum(n for tool, n in self.tools_by_name.items() if tool in sets.management)
+        productive = sum(n for tool, n in self.tools_by_name.items() if tool in sets.productive)
+        return management, productive
+
+    def _kpis(
+        self, usage: Usage, wall: float, active: float, management: int, productive: int
+    ) -> dict[str, float | None]:
+        t = usage.token_counts()
+        values: dict[str, float | None] = {
+            "token_efficiency": kpis.token_efficiency(t.output, t.input, t.cache_read, t.cache_creation),
+            "task_completion_rate": kpis.task_completion_rate(
+                self.tasks.created(), self.tasks.completed(), self.tasks.creates, self.tasks.updates
+            ),
+            "active_time_ratio": kpis.active_time_ratio(active, wall),
+            "tool_overhead_ratio": kpis.tool_overhead_ratio(management, productive, self.tool_calls),
+            "cache_efficiency": kpis.cache_efficiency(t.cache_read, t.input, t.cache_creation),
+            "error_rate": kpis.error_rate(self.tool_failures, self.api_errors, self.tool_calls, usage.requests),
+        }
+        for name, kpi in QUALITY_KPIS.items():
+            digest = self._quality.get(name)
+            if digest is None:
+                values[kpi] = None
+            else:
+                values[kpi] = digest.mean() if name == "hallucination" else digest.median()
+        return values
+
+    def _completeness(self, usage: Usage) -> DataCompleteness:
+        return DataCompleteness(
+            api_calls=self._calls.requests > 0,
+            tool_calls=self.tool_calls + self.tool_denials > 0,
+            evaluations=self.evaluations > 0,
+            task_status=self.tasks.status_visible,
+            usage_from_metrics=usage is self._metric_usage and self._metric_usage.tokens_total() > 0,
+            cost_from_source=usage.cost_from_source,
+            session_end=self.end_reason is not None,
+            sources=tuple(sorted(self.sources)),
+        )
+
+
+def _sample_value(sample: MetricSample) -> float:
+    if isinstance(sample, UsageMetric):
+        return sample.value
+    if isinstance(sample, ActiveTime):
+        return sample.seconds
+    if isinstance(sample, LinesChanged):
+        return float(sample.lines)
+    return 0.0

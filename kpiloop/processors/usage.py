@@ -1,0 +1,81 @@
+"""Running spend of a session (or of one subagent): requests, tokens by type, cost, models."""
+
+from __future__ import annotations
+
+from kpiloop.model import ApiCall, SubagentUsage, TokenCounts, UsageMetric
+
+TOKEN_TYPES = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
+MAX_MODELS = 32
+
+
+class Usage:
+    """Counters fed by API calls or by usage metrics; ``cost_usd()`` is None once any spend was unpriced."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.tool_calls = 0
+        self._tokens = dict.fromkeys(TOKEN_TYPES, 0)
+        self._cost = 0.0
+        self._cost_known = True
+        self.cost_from_source = False
+        self._model_tokens: dict[str, int] = {}
+
+    def add_call(self, call: ApiCall, cost: float | None) -> None:
+        """Fold in one API call and its cost (None when it could not be priced)."""
+        self.requests += 1
+        counts = (
+            call.input_tokens,
+            call.output_tokens,
+            call.cache_read_tokens,
+            call.cache_write_5m_tokens,
+            call.cache_write_1h_tokens,
+        )
+        for name, count in zip(TOKEN_TYPES, counts, strict=True):
+            self._tokens[name] += count
+        self._add_cost(cost, from_source=call.cost_usd is not None)
+        self._add_model(call.model, sum(counts))
+
+    def add_metric(self, sample: UsageMetric, increment: float) -> None:
+        """Fold in one usage-metric increment (tokens of one type, or USD when ``token_type`` is None)."""
+        if sample.token_type is None:
+            self._add_cost(increment, from_source=True)
+            return
+        if sample.token_type in self._tokens:
+            self._tokens[sample.token_type] += round(increment)
+            self._add_model(sample.model, round(increment))
+
+    def tokens_total(self) -> int:
+        """All tokens of every type."""
+        return sum(self._tokens.values())
+
+    def token_counts(self) -> TokenCounts:
+        """Token totals by type."""
+        return TokenCounts(**self._tokens)
+
+    def cost_usd(self) -> float | None:
+        """Total USD, or None when some spend had no price."""
+        return self._cost if self._cost_known else None
+
+    def primary_model(self) -> str:
+        """The model that moved the most tokens (ties: the first name in sort order); "unknown" for none."""
+        if not self._model_tokens:
+            return "unknown"
+        return min(self._model_tokens, key=lambda model: (-self._model_tokens[model], model))
+
+    def subagent_usage(self) -> SubagentUsage:
+        """This usage as a subagent's share of its parent session."""
+        return SubagentUsage(self.requests, self.token_counts(), self.cost_usd(), self.tool_calls)
+
+    def _add_cost(self, cost: float | None, from_source: bool) -> None:
+        if cost is None:
+            self._cost_known = False
+            return
+        self._cost += cost
+        self.cost_from_source |= from_source
+
+    def _add_model(self, model: str, tokens: int) -> None:
+        if not model:
+            return
+        if model not in self._model_tokens and len(self._model_tokens) >= MAX_MODELS:
+            model = "other"
+        self._model_tokens[model] = self._model_tokens.get(model, 0) + tokens

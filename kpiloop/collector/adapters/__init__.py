@@ -4,7 +4,7 @@ attribute shape for GenAI), whatever the ``service.name``."""
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from kpiloop.collector.adapters.common import (
     SESSION_END_NAMES,
@@ -46,11 +46,11 @@ class EventAdapter:
             return []
         events: list[Event] = []
         if span.name in PLAN_SPANS:
-            events = plan_span_events(span, origin)
+            events = plan_span_events(span, _vocabulary(origin, "plan"))
         elif span.name in SESSION_END_NAMES:
             events = [_session_end(origin, span.end_ns, span.attributes.get("session.end.reason"))]
         elif is_genai_span(span):
-            events = genai_span_events(span, origin)
+            events = genai_span_events(span, _vocabulary(origin, "genai"))
         for span_event in span.events:
             if is_evaluation(span_event.name, span_event.attributes):
                 events.append(evaluation_event(origin, span_event.time_ns, span_event.attributes))
@@ -98,6 +98,11 @@ def log_name(log: LogRecord) -> str | None:
     if isinstance(name, str) and name:
         return name
     return log.body if isinstance(log.body, str) else None
+
+
+def _vocabulary(origin: Origin, source: Source) -> Origin:
+    """The origin re-labelled with the vocabulary that matched, unless it is Claude Code's own."""
+    return origin if origin.source == "claude_code" else replace(origin, source=source)
 
 
 def _session_end(origin: Origin, time_ns: int, reason: object) -> SessionEnd:

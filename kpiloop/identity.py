@@ -33,7 +33,7 @@ def sanitize_agent_type(raw: object, default: AgentType = DEFAULT_AGENT_TYPE) ->
     """
     if not isinstance(raw, str):
         return default
-    cleaned = _AGENT_BAD.sub("-", raw.strip().lower()).strip(".-")[:MAX_AGENT_TYPE_LEN]
+    cleaned = _AGENT_BAD.sub("-", raw.strip().lower()).strip(".-")[:MAX_AGENT_TYPE_LEN].rstrip(".-")
     return AgentType(cleaned) if cleaned else default
 
 

@@ -84,8 +84,14 @@ def any_value(raw: object, depth: int) -> Any:
     if kind == "kvlistValue":
         return {kv["key"]: any_value(kv.get("value"), depth + 1) for kv in value.get("values", [])}
     if kind == "bytesValue":
-        return base64.b64decode(value)
+        return _base64(value)
     return None
+
+
+def _base64(text: str) -> bytes:
+    """Standard or URL-safe base64, padded or not: what the proto3 JSON mapping accepts."""
+    standard = text.replace("-", "+").replace("_", "/")
+    return base64.b64decode(standard + "=" * (-len(standard) % 4), validate=True)
 
 
 def nanos(raw: object, key: str) -> int:
@@ -104,13 +110,37 @@ def nanos(raw: object, key: str) -> int:
 def _items(doc: Mapping[str, Any], outer: str, scope: str, inner: str) -> Iterator[tuple[dict[str, Any], Any]]:
     if not isinstance(doc, Mapping):
         raise InputError("an OTLP export request must be a JSON object")
-    for resource_block in doc.get(outer) or []:
-        if not isinstance(resource_block, dict):
-            raise InputError(f"{outer} entries must be objects")
-        resource = attributes((resource_block.get("resource") or {}).get("attributes"))
-        for scope_block in resource_block.get(scope) or []:
-            for item in scope_block.get(inner) or []:
+    for resource_block in _objects(doc.get(outer), outer):
+        resource = _resource_attributes(resource_block.get("resource"))
+        for scope_block in _objects(resource_block.get(scope), scope):
+            for item in _list(scope_block.get(inner), inner):
                 yield resource, item
+
+
+def _list(raw: object, key: str) -> list[Any]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise InputError(f"{key} must be a list")
+    return raw
+
+
+def _objects(raw: object, key: str) -> Iterator[dict[str, Any]]:
+    for entry in _list(raw, key):
+        if not isinstance(entry, dict):
+            raise InputError(f"{key} entries must be objects")
+        yield entry
+
+
+def _resource_attributes(raw: object) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InputError("resource must be an object")
+    try:
+        return attributes(raw.get("attributes"))
+    except (TypeError, ValueError, AttributeError) as error:
+        raise _as_input_error(error, "resource") from None
 
 
 def _span(item: Mapping[str, Any], resource: dict[str, Any]) -> SpanRecord:
@@ -151,7 +181,7 @@ def _log(item: Mapping[str, Any], resource: dict[str, Any]) -> LogRecord:
     )
 
 
-def _points(metric: Mapping[str, Any], resource: dict[str, Any]) -> Iterator[DataPointRecord]:
+def _points(metric: Mapping[str, Any], resource: dict[str, Any]) -> Iterator[DataPointRecord | InputError]:
     name = str(metric.get("name", ""))
     for kind in ("sum", "gauge"):
         body = metric.get(kind)
@@ -159,15 +189,22 @@ def _points(metric: Mapping[str, Any], resource: dict[str, Any]) -> Iterator[Dat
             continue
         cumulative = body.get("aggregationTemporality") in _CUMULATIVE
         for point in body.get("dataPoints") or []:
-            yield DataPointRecord(
-                metric=name,
-                start_ns=nanos(point.get("startTimeUnixNano"), "startTimeUnixNano"),
-                time_ns=nanos(point.get("timeUnixNano"), "timeUnixNano"),
-                value=float(point["asDouble"]) if "asDouble" in point else float(int(point.get("asInt", 0))),
-                attributes=attributes(point.get("attributes")),
-                resource=resource,
-                cumulative=cumulative,
-            )
+            try:
+                yield _point(name, point, resource, cumulative)
+            except (InputError, TypeError, ValueError, AttributeError) as error:
+                yield _as_input_error(error, "data point")
+
+
+def _point(name: str, point: Mapping[str, Any], resource: dict[str, Any], cumulative: bool) -> DataPointRecord:
+    return DataPointRecord(
+        metric=name,
+        start_ns=nanos(point.get("startTimeUnixNano"), "startTimeUnixNano"),
+        time_ns=nanos(point.get("timeUnixNano"), "timeUnixNano"),
+        value=float(point["asDouble"]) if "asDouble" in point else float(int(point.get("asInt", 0))),
+        attributes=attributes(point.get("attributes")),
+        resource=resource,
+        cumulative=cumulative,
+    )
 
 
 def _as_input_error(error: Exception, what: str) -> InputError:

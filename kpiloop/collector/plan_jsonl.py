@@ -86,6 +86,8 @@ def to_nanos(value: object, key: str) -> int:
     1770920880000000000
     >>> to_nanos(1739370000123, "t")
     1739370000123000000
+    >>> to_nanos(1739370000123456789, "t")
+    1739370000123456789
     """
     if isinstance(value, list) and len(value) == 2:
         return as_count(value[0], key) * 1_000_000_000 + as_count(value[1], key)
@@ -94,7 +96,15 @@ def to_nanos(value: object, key: str) -> int:
             return _iso_nanos(value)
         except ValueError:
             pass
-    number: float = as_count(value, key) if not isinstance(value, float) else _non_negative(value, key)
+        if value.strip().isdigit():
+            value = int(value)  # exact: nanoseconds exceed a float's integer precision
+    number: float
+    if isinstance(value, float):
+        number = _non_negative(value, key)
+    elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64:
+        number = value
+    else:
+        number = as_count(value, key)
     for limit, scale in _MAGNITUDES:
         if number < limit:
             return round(number * scale)

@@ -81,8 +81,7 @@ class TaskTracker:
         self.status_visible = False
         self._created_ids: set[str] = set()
         self._completed_ids: set[str] = set()
-        self._todo_keys: set[str] = set()
-        self._todo_latest: dict[str, str] = {}
+        self._todo_status: dict[str, str] = {}
 
     def update(self, call: ToolCall) -> None:
         """Fold in one executed tool call."""
@@ -98,19 +97,20 @@ class TaskTracker:
                     self._completed_ids.add(call.task_id)
         if call.todos is not None:
             self.status_visible = True
-            self._todo_latest = {item.key: item.status for item in call.todos}
-            if len(self._todo_keys) < 10_000:
-                self._todo_keys.update(self._todo_latest)
+            # Keep every item's last status: a new or cleared list must not forget completed items.
+            for item in call.todos:
+                if item.key in self._todo_status or len(self._todo_status) < 10_000:
+                    self._todo_status[item.key] = item.status
 
     def created(self) -> int:
         """Tasks created: TaskCreate calls plus distinct TodoWrite items."""
-        return max(self.creates, len(self._created_ids)) + len(self._todo_keys)
+        return max(self.creates, len(self._created_ids)) + len(self._todo_status)
 
     def completed(self) -> int | None:
         """Tasks completed, or None when no source showed task status."""
         if not self.status_visible:
             return None
-        todo_done = sum(1 for status in self._todo_latest.values() if status == "completed")
+        todo_done = sum(1 for status in self._todo_status.values() if status == "completed")
         return len(self._completed_ids) + todo_done
 
 

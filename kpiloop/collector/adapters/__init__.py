@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
+from kpiloop.collector.adapters import claude_code
 from kpiloop.collector.adapters.common import (
     SESSION_END_NAMES,
     Origin,
@@ -14,6 +15,7 @@ from kpiloop.collector.adapters.common import (
     origin_of,
 )
 from kpiloop.collector.adapters.genai import genai_span_events, is_genai_span
+from kpiloop.collector.adapters.hook import HOOK_EVENT, hook_events
 from kpiloop.collector.adapters.plan import PLAN_SPANS, plan_span_events
 from kpiloop.collector.records import Attributes, DataPointRecord, LogRecord, SpanRecord
 from kpiloop.errors import InputError
@@ -37,6 +39,7 @@ class EventAdapter:
     def __init__(self, default_agent_type: AgentType = DEFAULT_AGENT_TYPE, source: Source = "otlp") -> None:
         self._default_agent = default_agent_type
         self._source = source
+        self._claude_spans = claude_code.ClaudeCodeSpans()
         self.stats = AdapterStats()
 
     def from_span(self, span: SpanRecord) -> list[Event]:
@@ -49,6 +52,8 @@ class EventAdapter:
             events = plan_span_events(span, _vocabulary(origin, "plan"))
         elif span.name in SESSION_END_NAMES:
             events = [_session_end(origin, span.end_ns, span.attributes.get("session.end.reason"))]
+        elif span.name.startswith(claude_code.PREFIX):
+            events = self._claude_spans.events(span, origin)
         elif is_genai_span(span):
             events = genai_span_events(span, _vocabulary(origin, "genai"))
         for span_event in span.events:
@@ -57,7 +62,8 @@ class EventAdapter:
         return self._counted(events)
 
     def from_log(self, log: LogRecord) -> list[Event]:
-        """Events for one log record (evaluation results, session ends)."""
+        """Events for one log record: evaluation results, session ends, forwarded hook payloads and
+        Claude Code's events."""
         origin = self._origin(log.attributes, log.resource)
         if origin is None:
             return []
@@ -66,12 +72,21 @@ class EventAdapter:
             return [evaluation_event(origin, log.time_ns, log.attributes)]
         if name in SESSION_END_NAMES:
             return [_session_end(origin, log.time_ns, log.attributes.get("reason"))]
+        if name == HOOK_EVENT:
+            return self._counted(hook_events(log, origin))
+        if isinstance(log.body, str) and log.body.startswith(claude_code.PREFIX):
+            return self._counted(claude_code.log_events(log.body.removeprefix(claude_code.PREFIX), log, origin))
+        if origin.source == "claude_code" and name is not None:
+            return self._counted(claude_code.log_events(name.removeprefix(claude_code.PREFIX), log, origin))
         return self._counted([])
 
     def from_point(self, point: DataPointRecord) -> list[Event]:
-        """Events for one metric data point (none are understood yet outside Claude Code's)."""
-        if self._origin(point.attributes, point.resource) is None:
+        """Events for one metric data point (Claude Code's ``claude_code.*`` metrics)."""
+        origin = self._origin(point.attributes, point.resource)
+        if origin is None:
             return []
+        if point.metric.startswith(claude_code.PREFIX):
+            return self._counted(claude_code.metric_events(point, origin))
         return self._counted([])
 
     def reject(self, error: InputError) -> None:

@@ -13,6 +13,8 @@ INPUT = "gen_ai.usage.input_tokens"
 OUTPUT = "gen_ai.usage.output_tokens"
 CACHE_READ = "gen_ai.usage.cache_read.input_tokens"
 CACHE_WRITE = "gen_ai.usage.cache_creation.input_tokens"
+CACHE_WRITE_ALIAS = "gen_ai.usage.cache_write.input_tokens"
+"""What Claude Code's beta ``claude_code.llm_request`` spans send instead of :data:`CACHE_WRITE`."""
 TOOL_OPERATION = "execute_tool"
 
 
@@ -32,7 +34,8 @@ def genai_span_events(span: SpanRecord, origin: Origin) -> list[Event]:
 def _api_call(span: SpanRecord, origin: Origin) -> ApiCall:
     attrs = span.attributes
     cache_read = as_count(attrs.get(CACHE_READ), CACHE_READ)
-    cache_write = as_count(attrs.get(CACHE_WRITE), CACHE_WRITE)
+    write_key = CACHE_WRITE if attrs.get(CACHE_WRITE) not in (None, "") else CACHE_WRITE_ALIAS
+    cache_write = as_count(attrs.get(write_key), write_key)
     input_total = as_count(attrs.get(INPUT), INPUT)
     return ApiCall(
         session_id=origin.session_id,

@@ -1,0 +1,132 @@
+"""What every network receiver does with a decoded request: adapt its items to events, count what
+could not be used, and hand the events to the bounded ingest queue in one piece.
+
+The queue is the only thing receivers and the session processor share. A request is accepted
+whole or refused whole (the queue is full, or the service is stopping): when a sender is told
+"accepted", its events are in the queue and will be processed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from kpiloop.collector.adapters import EventAdapter
+from kpiloop.collector.base import SelfMetrics
+from kpiloop.collector.records import DataPointRecord, LogRecord, SpanRecord
+from kpiloop.errors import InputError
+from kpiloop.model import Event
+
+Record = SpanRecord | LogRecord | DataPointRecord
+
+
+class Overloaded(Exception):
+    """The ingest queue cannot take the request now; the sender should retry later."""
+
+    def __init__(self, message: str, retry_after: float, stopping: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.stopping = stopping
+
+
+class EventQueue:
+    """A bounded queue of event batches, counted in events, safe across threads."""
+
+    def __init__(self, max_events: int) -> None:
+        self._batches: deque[list[Event]] = deque()
+        self._size = 0
+        self._max = max_events
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def put(self, batch: list[Event]) -> None:
+        """Enqueue ``batch`` whole, or raise :class:`Overloaded` without enqueuing any of it."""
+        with self._cond:
+            if self._closed:
+                raise Overloaded("kpiloop is shutting down", retry_after=5.0, stopping=True)
+            if self._size and self._size + len(batch) > self._max:
+                raise Overloaded(f"ingest queue full ({self._size} events waiting)", retry_after=1.0)
+            self._batches.append(batch)
+            self._size += len(batch)
+            self._cond.notify()
+
+    def get(self, timeout: float) -> list[Event] | None:
+        """The next batch, waiting up to ``timeout`` seconds; None when there is none."""
+        with self._cond:
+            if not self._batches:
+                self._cond.wait(timeout)
+            if not self._batches:
+                return None
+            batch = self._batches.popleft()
+            self._size -= len(batch)
+            return batch
+
+    def close(self) -> None:
+        """Refuse further batches; those already queued can still be taken."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def depth(self) -> int:
+        """Events waiting."""
+        return self._size
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What happened to one request's items."""
+
+    accepted: int
+    rejected: int
+    message: str = ""
+
+
+class Ingest:
+    """Adapts decoded items to events for one receiver and enqueues them."""
+
+    def __init__(self, receiver: str, adapter: EventAdapter, queue: EventQueue, metrics: SelfMetrics) -> None:
+        self._receiver = receiver
+        self._adapter = adapter
+        self._queue = queue
+        self._metrics = metrics
+        self._lock = threading.Lock()
+
+    def submit(self, signal: str, items: Iterable[Record | InputError]) -> IngestResult:
+        """Adapt every item, then enqueue all events at once; raises Overloaded when refused."""
+        events: list[Event] = []
+        accepted = rejected = 0
+        first_error = ""
+        with self._lock:
+            for item in items:
+                try:
+                    if isinstance(item, InputError):
+                        raise item
+                    events.extend(self._events(item))
+                    accepted += 1
+                except InputError as error:
+                    rejected += 1
+                    first_error = first_error or str(error)
+                    self._adapter.reject(error)
+                    self._metrics.refused(self._receiver, signal, error.reason, 1)
+        if events:
+            try:
+                self._queue.put(events)
+            except Overloaded:
+                self._metrics.refused(self._receiver, signal, "queue_full", accepted)
+                raise
+        self._metrics.received(self._receiver, signal, accepted)
+        message = f"{rejected} item(s) rejected; first: {first_error}" if rejected else ""
+        return IngestResult(accepted, rejected, message)
+
+    def refuse(self, signal: str, reason: str, count: int = 1) -> None:
+        """Count a whole request refused before decoding (bad body, too large, wrong type)."""
+        self._metrics.refused(self._receiver, signal, reason, count)
+
+    def _events(self, item: Record) -> list[Event]:
+        if isinstance(item, SpanRecord):
+            return self._adapter.from_span(item)
+        if isinstance(item, LogRecord):
+            return self._adapter.from_log(item)
+        return self._adapter.from_point(item)

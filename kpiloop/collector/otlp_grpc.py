@@ -1,0 +1,124 @@
+"""The OTLP/gRPC receiver: ``TraceService/Export``, ``LogsService/Export``, ``MetricsService/Export``.
+
+Handlers take the raw request bytes and decode them here, so an undecodable request is answered
+``INVALID_ARGUMENT`` with a message (a generated servicer would answer ``INTERNAL``). Items that
+cannot be used are reported in ``partial_success``; a full ingest queue answers
+``RESOURCE_EXHAUSTED`` with a ``RetryInfo`` detail, and a stopping server ``UNAVAILABLE``; both are
+retryable for OTLP exporters. gzip-compressed requests are decompressed by gRPC itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+from google.rpc.error_details_pb2 import RetryInfo
+from google.rpc.status_pb2 import Status
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+from kpiloop.collector import otlp_proto
+from kpiloop.collector.http_codec import REJECTED_FIELD
+from kpiloop.collector.ingest import Ingest, Overloaded, Record
+from kpiloop.errors import InputError
+
+log = logging.getLogger(__name__)
+
+SERVICES = {
+    "traces": "opentelemetry.proto.collector.trace.v1.TraceService",
+    "logs": "opentelemetry.proto.collector.logs.v1.LogsService",
+    "metrics": "opentelemetry.proto.collector.metrics.v1.MetricsService",
+}
+_RESPONSES: dict[str, Callable[[], Any]] = {
+    "traces": ExportTraceServiceResponse,
+    "logs": ExportLogsServiceResponse,
+    "metrics": ExportMetricsServiceResponse,
+}
+_DECODERS: dict[str, Callable[[bytes], Iterator[Record | InputError]]] = {
+    "traces": lambda data: otlp_proto.decode_traces(otlp_proto.parse_traces(data)),
+    "logs": lambda data: otlp_proto.decode_logs(otlp_proto.parse_logs(data)),
+    "metrics": lambda data: otlp_proto.decode_metrics(otlp_proto.parse_metrics(data)),
+}
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcSettings:
+    """Where to listen, the largest request, and how many requests run at once."""
+
+    host: str
+    port: int
+    max_request_bytes: int
+    workers: int = 8
+
+
+class OtlpGrpcReceiver:
+    """A grpcio server with one generic handler per OTLP service."""
+
+    def __init__(self, settings: GrpcSettings, ingest: Ingest) -> None:
+        self.settings = settings
+        self._ingest = ingest
+        self._server: grpc.Server | None = None
+        self.port = settings.port
+
+    def start(self) -> None:
+        """Bind and serve; raises RuntimeError when the address cannot be bound."""
+        options = [
+            ("grpc.max_receive_message_length", self.settings.max_request_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.settings.workers), options=options)
+        for signal, service in SERVICES.items():
+            handler: grpc.RpcMethodHandler[bytes, Any] = grpc.unary_unary_rpc_method_handler(
+                self._export_handler(signal),
+                request_deserializer=None,
+                response_serializer=lambda message: message.SerializeToString(),
+            )
+            server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {"Export": handler}),))
+        self.port = server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        if self.port == 0:
+            raise RuntimeError(f"cannot listen on {self.settings.host}:{self.settings.port}")
+        server.start()
+        self._server = server
+
+    def shutdown(self, grace: float = 5.0) -> None:
+        """Stop accepting RPCs and let running ones finish; safe to call twice or before start."""
+        if self._server is not None:
+            self._server.stop(grace).wait()
+            self._server = None
+
+    def _export_handler(self, signal: str) -> Callable[[bytes, grpc.ServicerContext], Any]:
+        def export(request: bytes, context: grpc.ServicerContext) -> Any:
+            return self._export(signal, request, context)
+
+        return export
+
+    def _export(self, signal: str, request: bytes, context: grpc.ServicerContext) -> Any:
+        try:
+            result = self._ingest.submit(signal, _DECODERS[signal](request))
+        except InputError as error:
+            self._ingest.refuse(signal, error.reason)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        except Overloaded as busy:
+            code = grpc.StatusCode.UNAVAILABLE if busy.stopping else grpc.StatusCode.RESOURCE_EXHAUSTED
+            context.set_trailing_metadata(((STATUS_DETAILS_KEY, _retry_status(code, str(busy), busy.retry_after)),))
+            context.abort(code, str(busy))
+        response = _RESPONSES[signal]()
+        if result.rejected:
+            setattr(response.partial_success, REJECTED_FIELD[signal], result.rejected)
+            response.partial_success.error_message = result.message
+        return response
+
+
+def _retry_status(code: grpc.StatusCode, message: str, retry_after: float) -> bytes:
+    """A serialized ``google.rpc.Status`` with a ``RetryInfo`` detail telling the client when to retry."""
+    status = Status(code=code.value[0], message=message)
+    status.details.add().Pack(RetryInfo(retry_delay=Duration(seconds=max(1, round(retry_after)))))
+    serialized: bytes = status.SerializeToString()
+    return serialized

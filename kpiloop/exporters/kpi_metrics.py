@@ -1,0 +1,74 @@
+"""Feeds the metrics store: KPI histograms and session counts at close, live token, cost and tool
+counters as calls are counted, and kpiloop's own receiver counters."""
+
+from __future__ import annotations
+
+from kpiloop.exporters import catalogue as c
+from kpiloop.exporters.metrics_store import MetricsStore
+from kpiloop.model import KPI_DIRECTIONS, ApiCall, SessionSummary, ToolCall
+
+NOT_EVALUATED = "none"
+"""``alert_level`` label of sessions closed without a feedback stage."""
+
+
+class KpiMetrics:
+    """A summary sink, a live observer of counted calls, and the receivers' self-metrics, in one."""
+
+    def __init__(self, store: MetricsStore) -> None:
+        self._store = store
+
+    def start(self) -> None:
+        """Nothing to start: the store is read by the exporters."""
+
+    def shutdown(self) -> None:
+        """Nothing buffered."""
+
+    def consume(self, summary: SessionSummary) -> None:
+        """Record a closed session's KPIs and count it."""
+        labels = (summary.agent_type, summary.model)
+        for kpi in KPI_DIRECTIONS:
+            value = summary.cost_per_output_token if kpi == "cost_per_output_token" else summary.kpis.get(kpi)
+            if value is not None:
+                self._store.observe(c.KPI_METRICS[kpi], labels, value)
+        self._store.add(c.SESSIONS, (*labels, NOT_EVALUATED), 1)
+
+    def api_call(self, call: ApiCall, cost_usd: float | None) -> None:
+        """Count a call's tokens and cost as soon as the processor counted the call."""
+        labels = (call.agent_type, call.model or "unknown")
+        for kind, count in (
+            ("input", call.input_tokens),
+            ("output", call.output_tokens),
+            ("cache_read", call.cache_read_tokens),
+            ("cache_creation", call.cache_write_5m_tokens + call.cache_write_1h_tokens),
+        ):
+            if count:
+                self._store.add(c.TOKENS, (*labels, kind), count)
+        if cost_usd:
+            self._store.add(c.COST, labels, cost_usd)
+
+    def tool_call(self, call: ToolCall) -> None:
+        """Count a tool call by outcome."""
+        outcome = "denied" if call.denied else "success" if call.ok else "failure"
+        self._store.add(c.TOOL_CALLS, (call.agent_type, outcome), 1)
+
+    def session_empty(self) -> None:
+        """Count a session closed with nothing to measure."""
+        self._store.add(c.EMPTY_SESSIONS, (), 1)
+
+    def late_event(self) -> None:
+        """Count an event that reopened a closed session."""
+        self._store.add(c.LATE_EVENTS, (), 1)
+
+    def close_seconds(self, seconds: float) -> None:
+        """Record how long one close took."""
+        self._store.observe(c.CLOSE_SECONDS, (), seconds)
+
+    def received(self, receiver: str, signal: str, count: int) -> None:
+        """Count items a receiver accepted."""
+        if count:
+            self._store.add(c.RECEIVED, (receiver, signal), count)
+
+    def refused(self, receiver: str, signal: str, reason: str, count: int) -> None:
+        """Count items or requests a receiver refused."""
+        if count:
+            self._store.add(c.REFUSED, (receiver, signal, reason), count)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+from typing import Any
 
 
 class IntervalUnion:
@@ -48,9 +49,25 @@ class IntervalUnion:
         """Length of the union so far."""
         return self._folded + sum(e - s for s, e in zip(self._starts, self._ends, strict=True))
 
-    def state(self) -> dict[str, object]:
-        """A JSON-ready snapshot, for persisting an open session."""
-        return {"starts": self._starts, "ends": self._ends, "folded": self._folded, "frontier": self._frontier}
+    def to_state(self) -> dict[str, Any]:
+        """A JSON-ready copy, for persisting an open session."""
+        return {
+            "window": self._window,
+            "starts": list(self._starts),
+            "ends": list(self._ends),
+            "folded": self._folded,
+            "frontier": self._frontier,
+        }
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> IntervalUnion:
+        """Rebuild from :meth:`to_state` output."""
+        union = cls(int(data["window"]))
+        union._starts = [int(x) for x in data["starts"]]
+        union._ends = [int(x) for x in data["ends"]]
+        union._folded = int(data["folded"])
+        union._frontier = None if data["frontier"] is None else int(data["frontier"])
+        return union
 
     def _fold_earliest(self) -> None:
         start, end = self._starts.pop(0), self._ends.pop(0)

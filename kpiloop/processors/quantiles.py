@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from kpiloop.processors.kpis import median
 
@@ -12,6 +13,7 @@ class LogSketch:
     that rank, in memory logarithmic in the value range. Zero and negative values are kept apart."""
 
     def __init__(self, relative_accuracy: float = 0.005) -> None:
+        self._relative_accuracy = relative_accuracy
         self._gamma = (1 + relative_accuracy) / (1 - relative_accuracy)
         self._log_gamma = math.log(self._gamma)
         self._positive: dict[int, int] = {}
@@ -51,6 +53,25 @@ class LogSketch:
     def _value(self, key: int) -> float:
         return 2 * self._gamma**key / (self._gamma + 1)
 
+    def to_state(self) -> dict[str, Any]:
+        """Plain data for :meth:`from_state` (bucket keys as strings, as JSON needs)."""
+        return {
+            "relative_accuracy": self._relative_accuracy,
+            "positive": {str(k): v for k, v in self._positive.items()},
+            "negative": {str(k): v for k, v in self._negative.items()},
+            "zeros": self._zeros,
+            "count": self.count,
+        }
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> LogSketch:
+        """Rebuild from :meth:`to_state` output."""
+        sketch = cls(float(data["relative_accuracy"]))
+        sketch._positive = {int(k): int(v) for k, v in data["positive"].items()}
+        sketch._negative = {int(k): int(v) for k, v in data["negative"].items()}
+        sketch._zeros, sketch.count = int(data["zeros"]), int(data["count"])
+        return sketch
+
 
 class ScoreDigest:
     """Count, exact mean, and median of a stream of scores.
@@ -89,3 +110,22 @@ class ScoreDigest:
         if self._sketch is not None:
             return self._sketch.quantile(0.5)
         return median(self._values)
+
+    def to_state(self) -> dict[str, Any]:
+        """Plain data for :meth:`from_state`."""
+        return {
+            "exact_limit": self._exact_limit,
+            "values": list(self._values),
+            "sketch": None if self._sketch is None else self._sketch.to_state(),
+            "sum": self._sum,
+            "count": self.count,
+        }
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> ScoreDigest:
+        """Rebuild from :meth:`to_state` output."""
+        digest = cls(int(data["exact_limit"]))
+        digest._values = [float(v) for v in data["values"]]
+        digest._sketch = None if data["sketch"] is None else LogSketch.from_state(data["sketch"])
+        digest._sum, digest.count = float(data["sum"]), int(data["count"])
+        return digest

@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from kpiloop.model import Event, SessionEnd, SessionSummary
-from kpiloop.processors.base import SummaryConsumer
+from kpiloop.processors.base import LiveObserver, SummaryConsumer
 from kpiloop.processors.session_kpi_config import SessionKpiConfig
-from kpiloop.processors.session_state import SessionState
+from kpiloop.processors.session_state import SessionState, decode_state, encode_state
 from kpiloop.types import Clock, SessionId
 
 log = logging.getLogger(__name__)
@@ -36,13 +37,21 @@ class ProcessorStats:
     empty_sessions: int = 0
     reopened_sessions: int = 0
     late_events: int = 0
+    stray_ends: int = 0
 
 
 class SessionKpiProcessor:
     """Keeps a :class:`SessionState` per open session and emits summaries to ``next_consumer``."""
 
-    def __init__(self, next_consumer: SummaryConsumer, config: SessionKpiConfig, clock: Clock) -> None:
+    def __init__(
+        self,
+        next_consumer: SummaryConsumer,
+        config: SessionKpiConfig,
+        clock: Clock,
+        observer: LiveObserver | None = None,
+    ) -> None:
         self._next = next_consumer
+        self._observer = observer
         self._config = config
         self._clock = clock
         self._open: dict[SessionId, SessionState] = {}
@@ -59,6 +68,9 @@ class SessionKpiProcessor:
     def consume(self, event: Event) -> None:
         """Fold one event into its session; an explicit end closes the session."""
         self.stats.events += 1
+        if isinstance(event, SessionEnd) and event.session_id not in self._open:
+            self.stats.stray_ends += 1  # an end for a session already closed (or never seen): no reopen
+            return
         state = self._state_for(event.session_id)
         state.update(event, self._clock.now())
         if isinstance(event, SessionEnd):
@@ -67,6 +79,40 @@ class SessionKpiProcessor:
     def open_sessions(self) -> int:
         """How many sessions are open."""
         return len(self._open)
+
+    def open_by_agent(self) -> dict[str, int]:
+        """Open sessions per agent type."""
+        counts: dict[str, int] = {}
+        for state in self._open.values():
+            counts[state.agent_type] = counts.get(state.agent_type, 0) + 1
+        return counts
+
+    def export_state(self) -> dict[str, Any]:
+        """Every open and remembered closed session, as plain JSON data, for the next start."""
+        return {
+            "open": [encode_state(state) for state in self._open.values()],
+            "closed": [encode_state(state) for state in self._closed.values()],
+        }
+
+    def import_state(self, data: dict[str, Any]) -> int:
+        """Restore sessions saved by :meth:`export_state`; idle timers restart now. Returns how many
+        open sessions were restored; a session that cannot be decoded is skipped with a warning."""
+        now = self._clock.now()
+        restored = 0
+        for kind in ("closed", "open"):
+            for item in data.get(kind, []):
+                try:
+                    state = decode_state(item, self._config, self._observer)
+                except (KeyError, TypeError, ValueError) as error:
+                    log.warning("skipped a saved session that could not be restored: %r", error)
+                    continue
+                state.last_arrival = now
+                if kind == "open":
+                    self._open[state.session_id] = state
+                    restored += 1
+                else:
+                    self._remember(state)
+        return restored
 
     def expire(self) -> int:
         """Close every session idle past its timeout (arrival time); return how many closed."""
@@ -81,12 +127,14 @@ class SessionKpiProcessor:
         state = self._open.pop(session_id, None)
         if state is None:
             return None
-        state.close_count += 1
         self._remember(state)
         self.stats.closed_sessions += 1
         if state.is_empty():
             self.stats.empty_sessions += 1
+            if self._observer is not None:
+                self._observer.session_empty()
             return None
+        state.close_count += 1
         self._warn_unpriced(state)
         summary = state.summary(reason)
         self._next.consume(summary)
@@ -106,8 +154,10 @@ class SessionKpiProcessor:
         if state is not None:
             self.stats.reopened_sessions += 1
             self.stats.late_events += 1
+            if self._observer is not None:
+                self._observer.late_event()
         else:
-            state = SessionState(session_id, self._config)
+            state = SessionState(session_id, self._config, self._observer)
         if len(self._open) >= self._config.max_open_sessions:
             self._evict_least_recent()
         self._open[session_id] = state

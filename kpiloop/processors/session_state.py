@@ -7,7 +7,7 @@ bounded windows of recent ids for deduplication, bounded name tables (the rest f
 
 from __future__ import annotations
 
-from collections import deque
+from typing import Any
 
 from kpiloop.model import (
     ActiveTime,
@@ -26,15 +26,15 @@ from kpiloop.model import (
     UsageMetric,
 )
 from kpiloop.processors import kpis
+from kpiloop.processors.base import LiveObserver
 from kpiloop.processors.intervals import IntervalUnion
 from kpiloop.processors.pricing import call_cost
 from kpiloop.processors.quantiles import ScoreDigest
 from kpiloop.processors.session_kpi_config import SessionKpiConfig
+from kpiloop.processors.trackers import MAX_NAMES, OTHER, RecentIds, TaskTracker, bump
 from kpiloop.processors.usage import Usage
 from kpiloop.types import AgentType, SessionId
 
-MAX_NAMES = 64
-OTHER = "other"
 QUALITY_KPIS = {
     "relevance": "quality_relevance",
     "faithfulness": "quality_faithfulness",
@@ -44,86 +44,19 @@ QUALITY_KPIS = {
 JUDGE_TYPES = (None, "llm")
 
 
-class RecentIds:
-    """The last ``size`` ids seen, for deduplicating one call that arrives over several signals."""
-
-    def __init__(self, size: int) -> None:
-        self._order: deque[str] = deque()
-        self._ids: set[str] = set()
-        self._size = size
-
-    def seen_before(self, item: str | None) -> bool:
-        """True if ``item`` was seen recently; otherwise remember it. None is never a duplicate."""
-        if item is None:
-            return False
-        if item in self._ids:
-            return True
-        self._order.append(item)
-        self._ids.add(item)
-        if len(self._order) > self._size:
-            self._ids.discard(self._order.popleft())
-        return False
-
-
-def bump(table: dict[str, int], name: str, by: int = 1) -> None:
-    """Add to ``table[name]``, folding new names into ``other`` once the table is full."""
-    if name not in table and len(table) >= MAX_NAMES:
-        name = OTHER
-    table[name] = table.get(name, 0) + by
-
-
-class TaskTracker:
-    """Task bookkeeping: TaskCreate/TaskUpdate calls, and task status when the source shows it."""
-
-    def __init__(self) -> None:
-        self.creates = 0
-        self.updates = 0
-        self.status_visible = False
-        self._created_ids: set[str] = set()
-        self._completed_ids: set[str] = set()
-        self._todo_status: dict[str, str] = {}
-
-    def update(self, call: ToolCall) -> None:
-        """Fold in one executed tool call."""
-        if call.tool == "TaskCreate":
-            self.creates += 1
-            if call.task_id:
-                self._created_ids.add(call.task_id)
-        elif call.tool == "TaskUpdate":
-            self.updates += 1
-            if call.task_status is not None and call.task_id:
-                self.status_visible = True
-                if call.task_status == "completed":
-                    self._completed_ids.add(call.task_id)
-        if call.todos is not None:
-            self.status_visible = True
-            # Keep every item's last status: a new or cleared list must not forget completed items.
-            for item in call.todos:
-                if item.key in self._todo_status or len(self._todo_status) < 10_000:
-                    self._todo_status[item.key] = item.status
-
-    def created(self) -> int:
-        """Tasks created: TaskCreate calls plus distinct TodoWrite items."""
-        return max(self.creates, len(self._created_ids)) + len(self._todo_status)
-
-    def completed(self) -> int | None:
-        """Tasks completed, or None when no source showed task status."""
-        if not self.status_visible:
-            return None
-        todo_done = sum(1 for status in self._todo_status.values() if status == "completed")
-        return len(self._completed_ids) + todo_done
-
-
 class SessionState:
     """Everything kpiloop keeps about one open session."""
 
-    def __init__(self, session_id: SessionId, config: SessionKpiConfig) -> None:
+    def __init__(self, session_id: SessionId, config: SessionKpiConfig, observer: LiveObserver | None = None) -> None:
         self.session_id = session_id
+        self.observer = observer
         self.agent_type = AgentType(config.default_agent_type)
         self._config = config
         self.sources: set[str] = set()
         self.first_ns: int | None = None
         self.last_ns: int | None = None
+        self.first_eval_ns: int | None = None
+        self.last_eval_ns: int | None = None
         self.last_arrival = 0.0
         self.close_count = 0
         self.end_reason: str | None = None
@@ -188,6 +121,8 @@ class SessionState:
         if cost is None:
             self.unpriced_models.add(call.model or "unknown")
         self._calls.add_call(call, cost)
+        if self.observer is not None:
+            self.observer.api_call(call, cost)
         if call.subagent:
             self._subagent(call.subagent).add_call(call, cost)
         if not call.ok:
@@ -197,6 +132,8 @@ class SessionState:
     def _tool_call(self, call: ToolCall) -> None:
         if self._tool_uses.seen_before(call.tool_use_id):
             return
+        if self.observer is not None:
+            self.observer.tool_call(call)
         if call.denied:
             self.tool_denials += 1
             return
@@ -210,6 +147,10 @@ class SessionState:
 
     def _evaluation(self, evaluation: Evaluation) -> None:
         self.evaluations += 1
+        at = evaluation.end_ns
+        if at > 0:
+            self.first_eval_ns = at if self.first_eval_ns is None else min(self.first_eval_ns, at)
+            self.last_eval_ns = at if self.last_eval_ns is None else max(self.last_eval_ns, at)
         if evaluation.score is None or evaluation.evaluator_type not in JUDGE_TYPES:
             return
         name = evaluation.name.lower().removeprefix("quality_")
@@ -243,15 +184,15 @@ class SessionState:
 
     def is_empty(self) -> bool:
         """No API call, tool use, evaluation or usage at all."""
-        used = self.usage().tokens_total() or self.usage().requests
+        usage = self.usage()
+        used = usage.tokens_total() or usage.requests or usage.cost_usd()
         return not (used or self.tool_calls or self.tool_denials or self.evaluations)
 
     def summary(self, close_reason: str) -> SessionSummary:
         """The immutable summary of everything seen so far."""
         usage = self.usage()
         tokens = usage.token_counts()
-        first = self.first_ns or 0
-        last = self.last_ns or first
+        first, last = self._wall_clock()
         wall = max(0, last - first) / 1e9
         active = self._active.total() / 1e9
         management, productive = self._tool_split()
@@ -289,6 +230,14 @@ class SessionState:
             close_count=self.close_count,
             end_reason=self.end_reason,
         )
+
+    def _wall_clock(self) -> tuple[int, int]:
+        """First start and last end of the session's activity; evaluation times only when it had none."""
+        first = self.first_ns if self.first_ns is not None else self.first_eval_ns
+        last = self.last_ns if self.last_ns is not None else self.last_eval_ns
+        if first is None:
+            return 0, 0
+        return first, max(first, last or first)
 
     def _tool_split(self) -> tuple[int, int]:
         sets = self._config.tool_sets
@@ -339,3 +288,62 @@ def _sample_value(sample: MetricSample) -> float:
     if isinstance(sample, LinesChanged):
         return float(sample.lines)
     return 0.0
+
+
+def encode_state(state: SessionState) -> dict[str, Any]:
+    """A session's state as plain JSON data (see :func:`decode_state`)."""
+    return {
+        "session_id": state.session_id,
+        "agent_type": state.agent_type,
+        "sources": sorted(state.sources),
+        "first_ns": state.first_ns,
+        "last_ns": state.last_ns,
+        "first_eval_ns": state.first_eval_ns,
+        "last_eval_ns": state.last_eval_ns,
+        "close_count": state.close_count,
+        "end_reason": state.end_reason,
+        "saw_start_hook": state.saw_start_hook,
+        "unpriced_models": sorted(state.unpriced_models),
+        "calls": state._calls.to_state(),
+        "metric_usage": state._metric_usage.to_state(),
+        "subagents": {name: usage.to_state() for name, usage in state._subagents.items()},
+        "cumulative": dict(state._cumulative),
+        "counts": [state.api_errors, state.tool_calls, state.tool_failures, state.tool_denials],
+        "tools_by_name": dict(state.tools_by_name),
+        "tasks": state.tasks.to_state(),
+        "active": state._active.to_state(),
+        "quality": {name: digest.to_state() for name, digest in state._quality.items()},
+        "evaluations": state.evaluations,
+        "prompts": state.prompts,
+        "reported_active": state.reported_active,
+        "lines": [state.lines_added, state.lines_removed],
+        "requests": state._requests.to_state(),
+        "tool_uses": state._tool_uses.to_state(),
+    }
+
+
+def decode_state(data: dict[str, Any], config: SessionKpiConfig, observer: LiveObserver | None = None) -> SessionState:
+    """Rebuild a session's state from :func:`encode_state` output; raises KeyError/ValueError if unusable."""
+    state = SessionState(SessionId(str(data["session_id"])), config, observer)
+    state.agent_type = AgentType(str(data["agent_type"]))
+    state.sources = set(data["sources"])
+    state.first_ns, state.last_ns = data["first_ns"], data["last_ns"]
+    state.first_eval_ns, state.last_eval_ns = data["first_eval_ns"], data["last_eval_ns"]
+    state.close_count, state.end_reason = int(data["close_count"]), data["end_reason"]
+    state.saw_start_hook = bool(data["saw_start_hook"])
+    state.unpriced_models = set(data["unpriced_models"])
+    state._calls = Usage.from_state(data["calls"])
+    state._metric_usage = Usage.from_state(data["metric_usage"])
+    state._subagents = {name: Usage.from_state(usage) for name, usage in data["subagents"].items()}
+    state._cumulative = {str(k): float(v) for k, v in data["cumulative"].items()}
+    state.api_errors, state.tool_calls, state.tool_failures, state.tool_denials = map(int, data["counts"])
+    state.tools_by_name = {str(k): int(v) for k, v in data["tools_by_name"].items()}
+    state.tasks = TaskTracker.from_state(data["tasks"])
+    state._active = IntervalUnion.from_state(data["active"])
+    state._quality = {name: ScoreDigest.from_state(digest) for name, digest in data["quality"].items()}
+    state.evaluations, state.prompts = int(data["evaluations"]), int(data["prompts"])
+    state.reported_active = data["reported_active"]
+    state.lines_added, state.lines_removed = map(int, data["lines"])
+    state._requests = RecentIds.from_state(config.dedup_window, data["requests"])
+    state._tool_uses = RecentIds.from_state(config.dedup_window, data["tool_uses"])
+    return state

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from kpiloop.model import ApiCall, SubagentUsage, TokenCounts, UsageMetric
 
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
@@ -65,6 +67,29 @@ class Usage:
     def subagent_usage(self) -> SubagentUsage:
         """This usage as a subagent's share of its parent session."""
         return SubagentUsage(self.requests, self.token_counts(), self.cost_usd(), self.tool_calls)
+
+    def to_state(self) -> dict[str, Any]:
+        """Plain data for :meth:`from_state`."""
+        return {
+            "requests": self.requests,
+            "tool_calls": self.tool_calls,
+            "tokens": dict(self._tokens),
+            "cost": self._cost,
+            "cost_known": self._cost_known,
+            "cost_from_source": self.cost_from_source,
+            "model_tokens": dict(self._model_tokens),
+        }
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> Usage:
+        """Rebuild from :meth:`to_state` output."""
+        usage = cls()
+        usage.requests, usage.tool_calls = int(data["requests"]), int(data["tool_calls"])
+        usage._tokens = {name: int(data["tokens"][name]) for name in TOKEN_TYPES}
+        usage._cost, usage._cost_known = float(data["cost"]), bool(data["cost_known"])
+        usage.cost_from_source = bool(data["cost_from_source"])
+        usage._model_tokens = {str(k): int(v) for k, v in data["model_tokens"].items()}
+        return usage
 
     def _add_cost(self, cost: float | None, from_source: bool) -> None:
         if cost is None:

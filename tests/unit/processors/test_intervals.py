@@ -57,7 +57,7 @@ def test_nested_and_touching_intervals_merge():
     for start, end in [(0, 10), (10, 20), (2, 8), (20, 20), (15, 25)]:
         union.add(start, end)
     assert union.total() == 25  # [0, 25]
-    assert union.state() == {"starts": [0], "ends": [25], "folded": 0, "frontier": None}
+    assert strip_window(union.to_state()) == {"starts": [0], "ends": [25], "folded": 0, "frontier": None}
 
 
 def test_empty_and_inverted_intervals_add_nothing():
@@ -123,7 +123,7 @@ def test_late_interval_before_the_frontier_is_dropped():
     union = IntervalUnion(window=1)
     union.add(20, 30)
     union.add(40, 50)  # two pieces > window 1: [20, 30] is folded, frontier = 30
-    assert union.state() == {"starts": [40], "ends": [50], "folded": 10, "frontier": 30}
+    assert strip_window(union.to_state()) == {"starts": [40], "ends": [50], "folded": 10, "frontier": 30}
     union.add(0, 10)  # entirely before the frontier: lost, by design
     assert union.total() == 20  # the true union is 30
     union.add(25, 28)  # inside the folded piece: must not be counted again
@@ -136,7 +136,7 @@ def test_late_interval_straddling_the_frontier_is_clipped_not_double_counted():
     union.add(40, 50)  # frontier = 30, folded = 10
     union.add(0, 35)  # clipped to [30, 35]: [20, 30] is not counted twice
     # [30, 35] overflows the window and is folded too: folded 10 + 5 = 15, frontier = 35
-    assert union.state() == {"starts": [40], "ends": [50], "folded": 15, "frontier": 35}
+    assert strip_window(union.to_state()) == {"starts": [40], "ends": [50], "folded": 15, "frontier": 35}
     # 15 + [40, 50] 10 = 25; the true union [0, 35] ∪ [40, 50] is 45
     assert union.total() == 25
     union.add(28, 45)  # clipped to [35, 45], merged with [40, 50] into [35, 50]
@@ -158,7 +158,22 @@ def test_window_bounds_the_buffer():
     for index in range(1000):
         start = index * 10 + rng.randrange(3)
         union.add(start, start + 5)
-        state = union.state()
+        state = union.to_state()
         assert isinstance(state["starts"], list)
         assert len(state["starts"]) <= 4
     assert union.total() == 5000  # 1000 disjoint intervals of 5, in order: exact
+
+
+def strip_window(state: dict) -> dict:
+    return {key: value for key, value in state.items() if key != "window"}
+
+
+def test_state_round_trip_continues_exactly():
+    union = IntervalUnion(window=3)
+    for start in (0, 20, 40, 60, 80):
+        union.add(start, start + 10)
+    copy = IntervalUnion.from_state(union.to_state())
+    for target in (union, copy):
+        target.add(85, 95)
+        target.add(70, 72)
+    assert copy.total() == union.total() == 10 * 5 + 5 + 2  # 80-90 grows to 95; 60-70 to 72

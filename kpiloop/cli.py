@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from kpiloop.config import load_config, resolve_data_dir
 from kpiloop.errors import ConfigError
 from kpiloop.exporters.console import SKIPPED, Row
 from kpiloop.identity import sanitize_agent_type
-from kpiloop.pipeline import build_replay_pipeline
+from kpiloop.pipeline import Endpoints, build_replay_pipeline, build_server
 from kpiloop.types import SystemClock
 
 MAX_PROBLEMS_SHOWN = 20
@@ -94,6 +96,47 @@ def replay(
     reporter.finish()
     click.echo(pipeline.table.render())
     click.echo(_footer(pipeline.table.rows, pipeline.processor.stats.empty_sessions, pipeline.history.path))
+
+
+PENDING_POLL_SECONDS = 5.0
+
+
+@main.command()
+@config_option
+@data_dir_option
+@click.option("--otlp-grpc", metavar="HOST:PORT", help="OTLP/gRPC listen address (default 127.0.0.1:4317).")
+@click.option("--otlp-http", metavar="HOST:PORT", help="OTLP/HTTP listen address (default 127.0.0.1:4318).")
+@click.option("--prometheus", metavar="HOST:PORT", help="/metrics listen address (default 127.0.0.1:9464).")
+def serve(
+    config_path: Path | None,
+    data_dir: Path | None,
+    otlp_grpc: str | None,
+    otlp_http: str | None,
+    prometheus: str | None,
+) -> None:
+    """Receive OTLP (gRPC and HTTP), measure sessions live, serve /metrics; SIGTERM stops cleanly.
+
+    On SIGTERM or SIGINT kpiloop stops accepting, processes everything it accepted, saves the
+    sessions still open in the data directory and exits 0; the next start continues them.
+    """
+    config = load_config(config_path)
+    target = resolve_data_dir(data_dir, config, os.environ)
+    server = build_server(config, target, SystemClock(), Endpoints(otlp_grpc, otlp_http, prometheus))
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    server.start()
+    click.echo(
+        f"kpiloop serving: otlp-grpc={server.grpc.settings.host}:{server.grpc.port} "
+        f"otlp-http={server.http.settings.host}:{server.http.port} "
+        f"prometheus={server.prometheus.host}:{server.prometheus.port} data-dir={target} "
+        f"restored-sessions={server.restored_sessions}"
+    )
+    sys.stdout.flush()
+    while not stop.wait(PENDING_POLL_SECONDS):
+        server.take_pending()
+    state_file = server.shutdown()
+    click.echo(f"kpiloop stopped: {server.processor.open_sessions()} open session(s) saved to {state_file}")
 
 
 def _footer(rows: Sequence[Row], empty: int, history: Path) -> str:

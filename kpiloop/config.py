@@ -53,6 +53,9 @@ class OtlpReceiverConfig(_Strict):
     """``receivers.otlp``."""
 
     protocols: OtlpProtocols = Field(default_factory=OtlpProtocols)
+    max_queued_events: int = Field(
+        default=100_000, gt=0, description="Events accepted but not yet processed; beyond it senders get 429."
+    )
 
 
 class JsonlReceiverConfig(_Strict):

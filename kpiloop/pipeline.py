@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
+from kpiloop.collector import otlp_json
 from kpiloop.collector.adapters import EventAdapter
+from kpiloop.collector.ingest import EventQueue, Ingest, Overloaded
 from kpiloop.collector.jsonl_replay import JsonlReplay, LineProblem
+from kpiloop.collector.otlp_grpc import GrpcSettings, OtlpGrpcReceiver
+from kpiloop.collector.otlp_http import HttpSettings, OtlpHttpReceiver
 from kpiloop.config import KpiloopConfig
+from kpiloop.errors import ConfigError, InputError
+from kpiloop.exporters import catalogue
 from kpiloop.exporters.console import SummaryTable
 from kpiloop.exporters.history import HistoryWriter
+from kpiloop.exporters.kpi_metrics import KpiMetrics
+from kpiloop.exporters.metrics_store import MetricsStore
+from kpiloop.exporters.prometheus import PrometheusExporter
 from kpiloop.model import SessionSummary
+from kpiloop.pending import drain_pending
 from kpiloop.processors.base import SummaryConsumer
 from kpiloop.processors.known_sessions import SkipKnownSessions
 from kpiloop.processors.session_kpi import SessionKpiProcessor
+from kpiloop.service import IngestWorker
+from kpiloop.session_store import clear_state, load_state, save_state
 from kpiloop.types import AgentType, Clock
+
+log = logging.getLogger(__name__)
 
 
 class FanOut:
@@ -74,3 +91,115 @@ def build_replay_pipeline(
     adapter = EventAdapter(AgentType(settings.default_agent_type))
     receiver = JsonlReplay(paths, processor, adapter, on_problem, on_progress)
     return ReplayPipeline(receiver, adapter, processor, history, table)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Command-line overrides of the configured listen addresses (None keeps the config's)."""
+
+    grpc: str | None = None
+    http: str | None = None
+    prometheus: str | None = None
+
+
+@dataclass
+class Server:
+    """``kpiloop serve``: OTLP/gRPC and OTLP/HTTP receivers, the session processor, history and /metrics."""
+
+    data_dir: Path
+    queue: EventQueue
+    processor: SessionKpiProcessor
+    worker: IngestWorker
+    history: HistoryWriter
+    store: MetricsStore
+    pending: Ingest
+    prometheus: PrometheusExporter
+    grpc: OtlpGrpcReceiver
+    http: OtlpHttpReceiver
+    restored_sessions: int = 0
+
+    def start(self) -> None:
+        """Restore saved sessions, take pending hook records, then start serving."""
+        self.history.start()
+        saved = load_state(self.data_dir)
+        if saved is not None:
+            self.restored_sessions = self.processor.import_state(saved)
+            clear_state(self.data_dir)
+        self.worker.start()
+        self.take_pending()
+        self.prometheus.start()
+        self.grpc.start()
+        self.http.start()
+
+    def take_pending(self) -> int:
+        """Ingest the records hook commands kept while no collector was listening (kept for the
+        next try when the ingest queue is full)."""
+        try:
+            return drain_pending(self.data_dir, self._ingest_pending_line)
+        except Overloaded:
+            return 0
+
+    def shutdown(self) -> Path:
+        """Stop accepting, process everything accepted, save open sessions; return the state file."""
+        self.http.shutdown()
+        self.grpc.shutdown()
+        state = self.worker.shutdown()
+        path = save_state(self.data_dir, state)
+        self.history.shutdown()
+        self.prometheus.shutdown()
+        return path
+
+    def _ingest_pending_line(self, line: bytes) -> None:
+        try:
+            self.pending.submit("logs", otlp_json.decode_logs(orjson.loads(line)))
+        except (orjson.JSONDecodeError, InputError) as error:
+            log.warning("skipped an unreadable pending hook record: %s", error)
+
+
+def build_server(config: KpiloopConfig, data_dir: Path, clock: Clock, endpoints: Endpoints = Endpoints()) -> Server:
+    """Connect every part of ``kpiloop serve`` (nothing listens until ``start()``)."""
+    settings = config.processors.session_kpi
+    store = MetricsStore()
+    metrics = KpiMetrics(store)
+    history = HistoryWriter(data_dir)
+    processor = SessionKpiProcessor(FanOut([history, metrics]), settings, clock, metrics)
+    queue = EventQueue(config.receivers.otlp.max_queued_events)
+    worker = IngestWorker(queue, processor)
+    store.gauge_callback(catalogue.OPEN_SESSIONS, lambda: {(a,): float(n) for a, n in worker.open_sessions.items()})
+    store.gauge_callback(catalogue.QUEUE_DEPTH, lambda: {(): float(queue.depth())})
+
+    def ingest(receiver: str) -> Ingest:
+        return Ingest(receiver, EventAdapter(AgentType(settings.default_agent_type)), queue, metrics)
+
+    protocols = config.receivers.otlp.protocols
+    grpc_host, grpc_port = split_endpoint(endpoints.grpc or protocols.grpc.endpoint)
+    http_host, http_port = split_endpoint(endpoints.http or protocols.http.endpoint)
+    prom_host, prom_port = split_endpoint(endpoints.prometheus or config.exporters.prometheus.endpoint)
+    return Server(
+        data_dir=data_dir,
+        queue=queue,
+        processor=processor,
+        worker=worker,
+        history=history,
+        store=store,
+        pending=ingest("pending"),
+        prometheus=PrometheusExporter(store, prom_host, prom_port),
+        grpc=OtlpGrpcReceiver(
+            GrpcSettings(grpc_host, grpc_port, protocols.grpc.max_request_bytes), ingest("otlp_grpc")
+        ),
+        http=OtlpHttpReceiver(
+            HttpSettings(http_host, http_port, protocols.http.max_request_bytes), ingest("otlp_http")
+        ),
+    )
+
+
+def split_endpoint(endpoint: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` too) → (host, port); raises ConfigError naming the endpoint.
+
+    >>> split_endpoint("127.0.0.1:4318"), split_endpoint("[::1]:0")
+    (('127.0.0.1', 4318), ('::1', 0))
+    """
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ConfigError(f"endpoint {endpoint!r} must be host:port")
+    return host.strip("[]"), int(port)

@@ -46,6 +46,11 @@ class KpiMetrics:
         if cost_usd:
             self._store.add(c.COST, labels, cost_usd)
 
+    def late_cost(self, call: ApiCall, cost_usd: float) -> None:
+        """Count the cost of a call first counted without one."""
+        if cost_usd:
+            self._store.add(c.COST, (call.agent_type, call.model or "unknown"), cost_usd)
+
     def tool_call(self, call: ToolCall) -> None:
         """Count a tool call by outcome."""
         outcome = "denied" if call.denied else "success" if call.ok else "failure"

@@ -67,14 +67,14 @@ class PrometheusExporter:
     def __init__(self, store: MetricsStore, host: str, port: int) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(StoreCollector(store))
-        self._host = host
+        self.host = host
         self.port = port
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Start serving in a daemon thread."""
-        self._server, self._thread = start_http_server(self.port, addr=self._host, registry=self.registry)
+        self._server, self._thread = start_http_server(self.port, addr=self.host, registry=self.registry)
         self.port = self._server.server_port
 
     def shutdown(self) -> None:

@@ -31,7 +31,7 @@ from kpiloop.processors.intervals import IntervalUnion
 from kpiloop.processors.pricing import call_cost
 from kpiloop.processors.quantiles import ScoreDigest
 from kpiloop.processors.session_kpi_config import SessionKpiConfig
-from kpiloop.processors.trackers import MAX_NAMES, OTHER, RecentIds, TaskTracker, bump
+from kpiloop.processors.trackers import MAX_NAMES, OTHER, RecentCalls, RecentIds, SeenCall, TaskTracker, bump
 from kpiloop.processors.usage import Usage
 from kpiloop.types import AgentType, SessionId
 
@@ -79,7 +79,7 @@ class SessionState:
         self.reported_active: float | None = None
         self.lines_added = 0
         self.lines_removed = 0
-        self._requests = RecentIds(config.dedup_window)
+        self._requests = RecentCalls(config.dedup_window)
         self._tool_uses = RecentIds(config.dedup_window)
 
     def update(self, event: Event, arrival: float) -> None:
@@ -115,9 +115,12 @@ class SessionState:
         self.last_ns = end_ns if self.last_ns is None else max(self.last_ns, end_ns)
 
     def _api_call(self, call: ApiCall) -> None:
-        if self._requests.seen_before(call.request_id):
+        seen = self._requests.get(call.request_id)
+        if seen is not None:
+            self._merge_duplicate(call, seen)
             return
         cost = call_cost(call, self._config.prices)
+        self._requests.remember(call.request_id, SeenCall(cost, call.subagent))
         if cost is None:
             self.unpriced_models.add(call.model or "unknown")
         self._calls.add_call(call, cost)
@@ -128,6 +131,22 @@ class SessionState:
         if not call.ok:
             self.api_errors += 1
         self._active.add(call.start_ns, call.end_ns)
+
+    def _merge_duplicate(self, call: ApiCall, seen: SeenCall) -> None:
+        """The same request from another signal: take the source's cost or subagent name when the
+        copy counted first lacked them (a beta-trace span before its ``api_request`` log)."""
+        cost, subagent = seen.cost_usd, seen.subagent
+        if cost is None and call.cost_usd is not None:
+            cost = call.cost_usd
+            self._calls.correct_cost(cost)
+            if seen.subagent:
+                self._subagent(seen.subagent).correct_cost(cost)
+            if self.observer is not None:
+                self.observer.late_cost(call, cost)
+        if subagent is None and call.subagent:
+            subagent = call.subagent
+            self._subagent(subagent).add_call(call, cost)
+        self._requests.remember(call.request_id, SeenCall(cost, subagent))
 
     def _tool_call(self, call: ToolCall) -> None:
         if self._tool_uses.seen_before(call.tool_use_id):
@@ -344,6 +363,6 @@ def decode_state(data: dict[str, Any], config: SessionKpiConfig, observer: LiveO
     state.evaluations, state.prompts = int(data["evaluations"]), int(data["prompts"])
     state.reported_active = data["reported_active"]
     state.lines_added, state.lines_removed = map(int, data["lines"])
-    state._requests = RecentIds.from_state(config.dedup_window, data["requests"])
+    state._requests = RecentCalls.from_state(config.dedup_window, data["requests"])
     state._tool_uses = RecentIds.from_state(config.dedup_window, data["tool_uses"])
     return state

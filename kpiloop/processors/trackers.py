@@ -6,7 +6,8 @@ sessions survive a restart.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
+from dataclasses import dataclass
 from typing import Any
 
 from kpiloop.model import ToolCall
@@ -46,6 +47,46 @@ class RecentIds:
         recent = cls(size)
         for item in ids[-size:]:
             recent.seen_before(item)
+        return recent
+
+
+@dataclass(frozen=True, slots=True)
+class SeenCall:
+    """What was counted for one API call, so a duplicate from another signal can fill in the gaps."""
+
+    cost_usd: float | None
+    subagent: str | None
+
+
+class RecentCalls:
+    """The last ``size`` API calls by request id, with what was counted for each."""
+
+    def __init__(self, size: int) -> None:
+        self._calls: OrderedDict[str, SeenCall] = OrderedDict()
+        self._size = size
+
+    def get(self, request_id: str | None) -> SeenCall | None:
+        """What was counted for ``request_id``, or None when it is new (or None)."""
+        return None if request_id is None else self._calls.get(request_id)
+
+    def remember(self, request_id: str | None, seen: SeenCall) -> None:
+        """Record (or update) what was counted for ``request_id``."""
+        if request_id is None:
+            return
+        self._calls[request_id] = seen
+        while len(self._calls) > self._size:
+            self._calls.popitem(last=False)
+
+    def to_state(self) -> list[list[Any]]:
+        """``[request_id, cost_usd, subagent]`` rows, oldest first."""
+        return [[rid, seen.cost_usd, seen.subagent] for rid, seen in self._calls.items()]
+
+    @classmethod
+    def from_state(cls, size: int, rows: list[list[Any]]) -> RecentCalls:
+        """Rebuild from :meth:`to_state` output."""
+        recent = cls(size)
+        for rid, cost, subagent in rows[-size:]:
+            recent.remember(str(rid), SeenCall(None if cost is None else float(cost), subagent))
         return recent
 
 

@@ -18,7 +18,7 @@ class Usage:
         self.tool_calls = 0
         self._tokens = dict.fromkeys(TOKEN_TYPES, 0)
         self._cost = 0.0
-        self._cost_known = True
+        self._unpriced = 0
         self.cost_from_source = False
         self._model_tokens: dict[str, int] = {}
 
@@ -56,7 +56,13 @@ class Usage:
 
     def cost_usd(self) -> float | None:
         """Total USD, or None when some spend had no price."""
-        return self._cost if self._cost_known else None
+        return self._cost if not self._unpriced else None
+
+    def correct_cost(self, cost: float) -> None:
+        """An unpriced call's cost became known (its source's figure arrived on another signal)."""
+        if self._unpriced:
+            self._unpriced -= 1
+        self._add_cost(cost, from_source=True)
 
     def primary_model(self) -> str:
         """The model that moved the most tokens (ties: the first name in sort order); "unknown" for none."""
@@ -75,7 +81,7 @@ class Usage:
             "tool_calls": self.tool_calls,
             "tokens": dict(self._tokens),
             "cost": self._cost,
-            "cost_known": self._cost_known,
+            "unpriced": self._unpriced,
             "cost_from_source": self.cost_from_source,
             "model_tokens": dict(self._model_tokens),
         }
@@ -86,14 +92,14 @@ class Usage:
         usage = cls()
         usage.requests, usage.tool_calls = int(data["requests"]), int(data["tool_calls"])
         usage._tokens = {name: int(data["tokens"][name]) for name in TOKEN_TYPES}
-        usage._cost, usage._cost_known = float(data["cost"]), bool(data["cost_known"])
+        usage._cost, usage._unpriced = float(data["cost"]), int(data["unpriced"])
         usage.cost_from_source = bool(data["cost_from_source"])
         usage._model_tokens = {str(k): int(v) for k, v in data["model_tokens"].items()}
         return usage
 
     def _add_cost(self, cost: float | None, from_source: bool) -> None:
         if cost is None:
-            self._cost_known = False
+            self._unpriced += 1
             return
         self._cost += cost
         self.cost_from_source |= from_source

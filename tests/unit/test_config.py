@@ -44,7 +44,8 @@ def expected_testdata_config(data_dir: str = "/srv/kpiloop") -> KpiloopConfig:
                 protocols=OtlpProtocols(
                     grpc=ProtocolConfig(endpoint="127.0.0.1:14317", max_request_bytes=4 * 1024 * 1024),
                     http=ProtocolConfig(endpoint="0.0.0.0:14318", max_request_bytes=1024 * 1024),
-                )
+                ),
+                max_queued_events=5000,
             ),
             jsonl=JsonlReceiverConfig(
                 paths=["~/.claude/telemetry/traces-*.jsonl", "/var/log/agents/evaluations-2026-02-12.jsonl"]

@@ -23,6 +23,9 @@ class RecordingObserver:
     def api_call(self, call: ApiCall, cost_usd: float | None) -> None:
         self.calls.append((call.request_id or "", cost_usd))
 
+    def late_cost(self, call: ApiCall, cost_usd: float) -> None:
+        self.calls.append((f"late:{call.request_id}", cost_usd))
+
     def tool_call(self, call: ToolCall) -> None:
         self.tools.append((call.tool, call.ok, call.denied))
 
@@ -156,3 +159,21 @@ def test_open_sessions_by_agent_type():
     assert processor.open_by_agent() == {"coder": 2, "writer": 1}
     processor.close_all(CLOSE_END_OF_INPUT)
     assert processor.open_by_agent() == {}
+
+
+def test_a_duplicate_from_another_signal_fills_in_the_cost_and_subagent_it_lacked():
+    observer = RecordingObserver()
+    sink: ListSink = ListSink()
+    processor = SessionKpiProcessor(sink, SessionKpiConfig(), FakeClock(), observer)
+    # a beta-trace span first: an unpriced model, no subagent name
+    processor.consume(api(0, 1, request_id="r", model="claude-opus-9", output_tokens=10, source="claude_code"))
+    # then the api_request log of the same request, with the CLI's own cost and the subagent
+    processor.consume(
+        api(0, 1, request_id="r", model="claude-opus-9", output_tokens=10, cost_usd=0.25, subagent="general-purpose")
+    )
+    processor.close_all()
+    (summary,) = sink.items
+    assert (summary.api_requests, summary.tokens.output, summary.cost_usd) == (1, 10, 0.25)
+    assert summary.subagents["general-purpose"].api_requests == 1
+    assert summary.subagents["general-purpose"].cost_usd == 0.25
+    assert observer.calls == [("r", None), ("late:r", 0.25)]

@@ -162,7 +162,7 @@ def build_server(config: KpiloopConfig, data_dir: Path, clock: Clock, endpoints:
     store = MetricsStore()
     metrics = KpiMetrics(store)
     history = HistoryWriter(data_dir)
-    processor = SessionKpiProcessor(FanOut([history, metrics]), settings, clock, metrics)
+    processor = SessionKpiProcessor(FanOut([metrics, history]), settings, clock, metrics)
     queue = EventQueue(config.receivers.otlp.max_queued_events)
     worker = IngestWorker(queue, processor)
     store.gauge_callback(catalogue.OPEN_SESSIONS, lambda: {(a,): float(n) for a, n in worker.open_sessions.items()})

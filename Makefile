@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_DATA_DIR ?= .kpiloop-run
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run demo test lint typecheck pytest bench bench-full clean
 
 $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,8 +12,12 @@ $(BIN)/activate: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(BIN)/activate
 
-## run: replay the example sessions shipped in examples/ and print their KPI table
+## run: start the collector on embedded defaults (OTLP gRPC :4317, HTTP :4318, /metrics :9464; Ctrl-C stops)
 run: $(BIN)/activate
+	$(BIN)/kpiloop serve
+
+## demo: replay the example sessions shipped in examples/ and print their KPI table
+demo: $(BIN)/activate
 	$(BIN)/kpiloop replay --data-dir $(RUN_DATA_DIR) examples/*.jsonl
 
 ## test: ruff (lint + format check), mypy and the whole pytest suite
@@ -31,6 +35,11 @@ pytest: $(BIN)/activate
 
 bench: $(BIN)/activate
 	$(BIN)/python bench/replay.py --quick
+	$(BIN)/python bench/hook.py --runs 10
+
+bench-full: $(BIN)/activate
+	$(BIN)/python bench/replay.py --sizes-mb 250,1000
+	$(BIN)/python bench/hook.py --runs 20
 
 clean:
 	rm -rf $(VENV) $(RUN_DATA_DIR) .mypy_cache .pytest_cache .ruff_cache

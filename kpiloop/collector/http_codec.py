@@ -54,17 +54,22 @@ def media_type(headers: Mapping[bytes, bytes]) -> str:
 
 
 def gunzip(body: bytes, limit: int) -> bytes:
-    """Decompress a gzip body, stopping as soon as the output passes ``limit`` (gzip bombs)."""
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as error:
-        raise InputError(f"body is not valid gzip: {error}", reason="bad_gzip") from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise InputError(f"decompressed body larger than max_request_bytes ({limit} bytes)", reason="too_large")
-    if not inflater.eof:
-        raise InputError("gzip body is truncated", reason="bad_gzip")
-    return out
+    """Decompress a gzip body of one or more members, stopping as soon as the output passes
+    ``limit`` (gzip bombs)."""
+    out = bytearray()
+    while True:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out += inflater.decompress(body, limit + 1 - len(out))
+        except zlib.error as error:
+            raise InputError(f"body is not valid gzip: {error}", reason="bad_gzip") from None
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise InputError(f"decompressed body larger than max_request_bytes ({limit} bytes)", reason="too_large")
+        if not inflater.eof:
+            raise InputError("gzip body is truncated", reason="bad_gzip")
+        body = inflater.unused_data
+        if not body:
+            return bytes(out)
 
 
 def decode_body(signal: str, headers: Mapping[bytes, bytes], body: bytes, limit: int) -> Iterator[Record | InputError]:

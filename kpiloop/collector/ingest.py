@@ -113,8 +113,9 @@ class Ingest:
         if events:
             try:
                 self._queue.put(events)
-            except Overloaded:
-                self._metrics.refused(self._receiver, signal, "queue_full", accepted)
+            except Overloaded as busy:
+                reason = "shutting_down" if busy.stopping else "queue_full"
+                self._metrics.refused(self._receiver, signal, reason, accepted)
                 raise
         self._metrics.received(self._receiver, signal, accepted)
         message = f"{rejected} item(s) rejected; first: {first_error}" if rejected else ""

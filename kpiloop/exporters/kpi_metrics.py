@@ -64,8 +64,8 @@ class KpiMetrics:
         """Count an event that reopened a closed session."""
         self._store.add(c.LATE_EVENTS, (), 1)
 
-    def close_seconds(self, seconds: float) -> None:
-        """Record how long one close took."""
+    def session_closed(self, seconds: float) -> None:
+        """Record how long one close took (summary and every sink)."""
         self._store.observe(c.CLOSE_SECONDS, (), seconds)
 
     def received(self, receiver: str, signal: str, count: int) -> None:

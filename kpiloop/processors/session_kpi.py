@@ -10,6 +10,7 @@ cumulative summary with a higher ``close_count``. Empty sessions are counted, no
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -136,8 +137,11 @@ class SessionKpiProcessor:
             return None
         state.close_count += 1
         self._warn_unpriced(state)
+        started = time.perf_counter()
         summary = state.summary(reason)
         self._next.consume(summary)
+        if self._observer is not None:
+            self._observer.session_closed(time.perf_counter() - started)
         return summary
 
     def close_all(self, reason: str = CLOSE_END_OF_INPUT) -> list[SessionSummary]:

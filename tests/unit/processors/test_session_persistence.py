@@ -19,6 +19,7 @@ class RecordingObserver:
         self.tools: list[tuple[str, bool, bool]] = []
         self.empty = 0
         self.late = 0
+        self.closes: list[float] = []
 
     def api_call(self, call: ApiCall, cost_usd: float | None) -> None:
         self.calls.append((call.request_id or "", cost_usd))
@@ -34,6 +35,9 @@ class RecordingObserver:
 
     def late_event(self) -> None:
         self.late += 1
+
+    def session_closed(self, seconds: float) -> None:
+        self.closes.append(seconds)
 
 
 def feed_half(processor: SessionKpiProcessor) -> None:
@@ -149,6 +153,7 @@ def test_the_observer_sees_each_counted_call_once():
     assert observer.calls == [("a", 3.0), ("late", 0.0)]  # 1M uncached input tokens at $3 per million
     assert observer.tools == [("Bash", False, False), ("Write", True, True)]
     assert (observer.empty, observer.late) == (1, 1)
+    assert len(observer.closes) == 2 and all(seconds >= 0 for seconds in observer.closes)
 
 
 def test_open_sessions_by_agent_type():

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kpiloop.errors import ConfigError
+from kpiloop.feedback.config import FeedbackConfig
 from kpiloop.processors.session_kpi_config import SessionKpiConfig
 
 MIB = 1024 * 1024
@@ -83,19 +84,11 @@ class PrometheusExporterConfig(_Strict):
     endpoint: str = Field(default="127.0.0.1:9464", description="host:port serving /metrics.")
 
 
-class FeedbackExporterConfig(_Strict):
-    """``exporters.feedback``: the local files (history, baselines, reports)."""
-
-    data_dir: Path | None = Field(
-        default=None, description="Data directory; unset means $KPILOOP_HOME, else ~/.claude/telemetry."
-    )
-
-
 class ExportersConfig(_Strict):
     """``exporters``."""
 
     prometheus: PrometheusExporterConfig = Field(default_factory=PrometheusExporterConfig)
-    feedback: FeedbackExporterConfig = Field(default_factory=FeedbackExporterConfig)
+    feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
 
 
 class PipelineConfig(_Strict):

@@ -253,6 +253,40 @@ class DataCompleteness:
     sources: tuple[str, ...] = ()
 
 
+Severity = Literal["INFO", "WARNING", "CRITICAL"]
+AlertLevel = Literal["PASS", "WARNING", "CRITICAL"]
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One KPI finding of a closed session (at most one per KPI).
+
+    ``kind``: ``deviation`` (robust z against the agent type's baseline, bad direction only),
+    ``threshold`` (a hard threshold), or ``threshold_unfit`` (a threshold that fires on most
+    sessions of this agent type, reported as INFO). ``z`` is in robust standard deviations.
+    """
+
+    kpi: str
+    severity: Severity
+    kind: str
+    value: float
+    baseline: float | None = None
+    z: float | None = None
+    message: str = ""
+    priority: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """What feedback concluded about a closed session, carried into its history line and metrics."""
+
+    alert_level: AlertLevel
+    baselines: Mapping[str, float]
+    alerts: tuple[Alert, ...] = ()
+    optimizations_active: tuple[str, ...] = ()
+    baseline_status: str = "bootstrap"
+
+
 @dataclass(frozen=True, slots=True)
 class SessionSummary:
     """Everything known about one closed session; immutable, produced once per close.
@@ -292,6 +326,7 @@ class SessionSummary:
     close_reason: str
     close_count: int = 1
     end_reason: str | None = None
+    assessment: Assessment | None = None
 
     @property
     def duration_seconds(self) -> float:

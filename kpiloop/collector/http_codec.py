@@ -3,6 +3,8 @@ and the export responses and ``google.rpc.Status`` error bodies, in protobuf or 
 
 from __future__ import annotations
 
+import gzip
+import io
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -56,20 +58,18 @@ def media_type(headers: Mapping[bytes, bytes]) -> str:
 def gunzip(body: bytes, limit: int) -> bytes:
     """Decompress a gzip body of one or more members, stopping as soon as the output passes
     ``limit`` (gzip bombs)."""
-    out = bytearray()
-    while True:
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            out += inflater.decompress(body, limit + 1 - len(out))
-        except zlib.error as error:
-            raise InputError(f"body is not valid gzip: {error}", reason="bad_gzip") from None
-        if len(out) > limit or inflater.unconsumed_tail:
-            raise InputError(f"decompressed body larger than max_request_bytes ({limit} bytes)", reason="too_large")
-        if not inflater.eof:
-            raise InputError("gzip body is truncated", reason="bad_gzip")
-        body = inflater.unused_data
-        if not body:
-            return bytes(out)
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(body)) as reader:
+            out = reader.read(limit + 1)
+    except EOFError:
+        raise InputError("gzip body is truncated", reason="bad_gzip") from None
+    except (OSError, zlib.error) as error:
+        raise InputError(f"body is not valid gzip: {error}", reason="bad_gzip") from None
+    if len(out) > limit:
+        raise InputError(f"decompressed body larger than max_request_bytes ({limit} bytes)", reason="too_large")
+    if not body:
+        raise InputError("gzip body is truncated", reason="bad_gzip")
+    return out
 
 
 def decode_body(signal: str, headers: Mapping[bytes, bytes], body: bytes, limit: int) -> Iterator[Record | InputError]:

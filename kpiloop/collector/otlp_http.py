@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httptools
 
@@ -116,6 +116,8 @@ class _Connection(asyncio.Protocol):
         if self._closing:
             return
         reply = self._early or self._receiver.handle(self._request)
+        if self._parser.get_method() == b"HEAD":
+            reply = replace(reply, body=b"")  # a HEAD answer carries no content, or keep-alive clients desync
         if self._parser.should_keep_alive() and reply.status < 500:
             self._write(reply, keep_alive=True)
         else:

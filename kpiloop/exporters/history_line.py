@@ -7,7 +7,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from kpiloop.model import KPI_NAMES, SessionSummary, SubagentUsage
+from kpiloop.model import KPI_NAMES, Alert, SessionSummary, SubagentUsage
 
 SCHEMA_VERSION = 1
 
@@ -24,11 +24,13 @@ def iso_utc(nanos: int) -> str:
 def history_line(summary: SessionSummary, revision: int = 1, supersedes: int | None = None) -> dict[str, Any]:
     """The plan's ``HistoryEntry`` fields plus kpiloop's counts and provenance.
 
-    ``baselines``, ``optimizations_active`` and ``alert_level`` are filled by the feedback stage;
-    without it they are ``{}``, ``[]`` and ``null``. ``supersedes`` names the revision of this
+    ``baselines`` (the centres the session was compared with, on the KPI's own scale),
+    ``optimizations_active``, ``alert_level`` and ``alerts`` come from the feedback stage; without
+    it they are ``{}``, ``[]``, ``null`` and ``[]``. ``supersedes`` names the revision of this
     session's earlier line that this one replaces (a reopened or force-replayed session).
     """
     tokens = summary.tokens
+    assessment = summary.assessment
     return {
         "session_id": summary.session_id,
         "date": iso_utc(summary.start_ns),
@@ -36,9 +38,10 @@ def history_line(summary: SessionSummary, revision: int = 1, supersedes: int | N
         "model": summary.model,
         "duration_seconds": summary.duration_seconds,
         "kpis": {name: summary.kpis.get(name) for name in KPI_NAMES},
-        "baselines": {},
-        "optimizations_active": [],
-        "alert_level": None,
+        "baselines": dict(assessment.baselines) if assessment else {},
+        "optimizations_active": list(assessment.optimizations_active) if assessment else [],
+        "alert_level": assessment.alert_level if assessment else None,
+        "alerts": [_alert(alert) for alert in assessment.alerts] if assessment else [],
         "tokens": {
             "input": tokens.input,
             "output": tokens.output,
@@ -67,6 +70,17 @@ def history_line(summary: SessionSummary, revision: int = 1, supersedes: int | N
         "revision": revision,
         "supersedes": supersedes,
         "schema_version": SCHEMA_VERSION,
+    }
+
+
+def _alert(alert: Alert) -> dict[str, Any]:
+    return {
+        "kpi": alert.kpi,
+        "severity": alert.severity,
+        "kind": alert.kind,
+        "value": alert.value,
+        "baseline": alert.baseline,
+        "z": alert.z,
     }
 
 

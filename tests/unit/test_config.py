@@ -8,7 +8,6 @@ import yaml
 from kpiloop.config import (
     DEFAULT_DATA_DIR,
     ExportersConfig,
-    FeedbackExporterConfig,
     JsonlReceiverConfig,
     KpiloopConfig,
     OtlpProtocols,
@@ -26,6 +25,7 @@ from kpiloop.config import (
     resolve_data_dir,
 )
 from kpiloop.errors import ConfigError
+from kpiloop.feedback.config import FeedbackConfig, HardThreshold, RuleCondition, RuleOverride
 from kpiloop.processors.session_kpi_config import DEFAULT_PRICES, ModelPrice, SessionKpiConfig, ToolSets
 
 
@@ -73,7 +73,45 @@ def expected_testdata_config(data_dir: str = "/srv/kpiloop") -> KpiloopConfig:
         ),
         exporters=ExportersConfig(
             prometheus=PrometheusExporterConfig(endpoint="127.0.0.1:19464"),
-            feedback=FeedbackExporterConfig(data_dir=Path(data_dir)),
+            feedback=FeedbackConfig(
+                data_dir=Path(data_dir),
+                agents_dir=Path("/srv/agents"),
+                rules=[
+                    RuleOverride(id="batch-task-operations", enabled=False),
+                    RuleOverride(
+                        id="short-sessions",
+                        condition=RuleCondition(metric="active_time_ratio", operator=">", threshold=0.95),
+                        priority="LOW",
+                        category="workflow",
+                        title="Keep sessions short",
+                        description="Sessions this busy rarely pause.",
+                        implementation="Split long tasks.",
+                        impact="fewer idle minutes",
+                        target_kpi="active_time_ratio",
+                        direction="decrease",
+                        magnitude="10%",
+                        evidence="active time ratio {active_time_ratio:.2f}",
+                    ),
+                ],
+                hard_thresholds={
+                    "code-reviewer": [
+                        HardThreshold(
+                            kpi="error_rate", operator=">", threshold=0.2, severity="CRITICAL", priority="HIGH"
+                        )
+                    ]
+                },
+                alert_bands="plan",
+                baseline_window=50,
+                bootstrap_sessions=8,
+                min_scale={"error_rate": 3.0},
+                cusum_k=0.25,
+                cusum_h=6.0,
+                effectiveness="plan",
+                max_tracked_sessions=40,
+                block_on_critical=True,
+                max_active=2,
+                claude_md="user",
+            ),
         ),
         service=ServiceConfig(
             pipelines={
@@ -153,9 +191,14 @@ def test_testdata_config_sets_every_key() -> None:
         return {prefix}
 
     defaults = leaves(as_dict(KpiloopConfig()))
-    assert {
-        key for key in defaults if not key.startswith(("processors.session_kpi.prices.", "service.pipelines."))
-    } <= (leaves(yaml.safe_load(CONFIG_YAML.read_text(encoding="utf-8"))))
+    written = leaves(yaml.safe_load(CONFIG_YAML.read_text(encoding="utf-8")))
+    missing = {
+        key
+        for key in defaults
+        if not key.startswith(("processors.session_kpi.prices.", "service.pipelines."))
+        and not any(leaf == key or leaf.startswith(key + ".") for leaf in written)
+    }
+    assert missing == set()
 
 
 @pytest.mark.parametrize("config", [KpiloopConfig(), expected_testdata_config()], ids=["defaults", "testdata"])
@@ -308,7 +351,7 @@ def test_default_agent_type_is_sanitized() -> None:
 
 def with_data_dir(path: str | None) -> KpiloopConfig:
     return KpiloopConfig(
-        exporters=ExportersConfig(feedback=FeedbackExporterConfig(data_dir=None if path is None else Path(path)))
+        exporters=ExportersConfig(feedback=FeedbackConfig(data_dir=None if path is None else Path(path)))
     )
 
 

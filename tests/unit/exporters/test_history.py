@@ -12,7 +12,7 @@ from kpiloop.types import AgentType, SessionId
 
 HISTORY_KEYS = {
     "session_id", "date", "agent_type", "model", "duration_seconds", "kpis", "baselines", "optimizations_active",
-    "alert_level", "tokens", "cost_usd", "cost_per_output_token", "api_requests", "api_errors", "tool_calls",
+    "alert_level", "alerts", "tokens", "cost_usd", "cost_per_output_token", "api_requests", "api_errors", "tool_calls",
     "tool_failures", "tool_denials", "tools_by_name", "tasks", "active_seconds", "subagents", "data_completeness",
     "close_reason", "revision", "supersedes", "schema_version",
 }  # fmt: skip

@@ -153,7 +153,7 @@ def test_the_observer_sees_each_counted_call_once():
     assert observer.calls == [("a", 3.0), ("late", 0.0)]  # 1M uncached input tokens at $3 per million
     assert observer.tools == [("Bash", False, False), ("Write", True, True)]
     assert (observer.empty, observer.late) == (1, 1)
-    assert len(observer.closes) == 2 and all(seconds >= 0 for seconds in observer.closes)
+    assert len(observer.closes) == 1 and observer.closes[0] >= 0  # the empty session emits nothing
 
 
 def test_open_sessions_by_agent_type():

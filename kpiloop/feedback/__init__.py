@@ -1,0 +1,1 @@
+"""Feedback on session close: baselines, alerts, incidents, suggestions, reports."""

@@ -23,7 +23,7 @@ from kpiloop.errors import InputError
 SIGNALS = {b"/v1/traces": "traces", b"/v1/logs": "logs", b"/v1/metrics": "metrics"}
 REJECTED_FIELD = {"traces": "rejected_spans", "logs": "rejected_log_records", "metrics": "rejected_data_points"}
 JSON_REJECTED_FIELD = {"traces": "rejectedSpans", "logs": "rejectedLogRecords", "metrics": "rejectedDataPoints"}
-GRPC_CODE_FOR_STATUS = {400: 3, 404: 12, 405: 12, 413: 8, 415: 3, 429: 8, 503: 14}
+GRPC_CODE_FOR_STATUS = {400: 3, 404: 12, 405: 12, 413: 8, 415: 3, 429: 8, 431: 8, 503: 14}
 PROTOBUF = b"application/x-protobuf"
 JSON = b"application/json"
 

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 IDLE_TIMEOUT_S = 60.0
 DRAIN_AFTER_CLOSE_S = 2.0
+MAX_HEAD_BYTES = 64 * 1024
+"""Request line and headers; httptools buffers them without a bound of its own."""
 SUPPORTED_ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip"})
 
 
@@ -65,6 +67,8 @@ class _Connection(asyncio.Protocol):
         self._early: HttpReply | None = None
         self._closing = False
         self._idle: asyncio.TimerHandle | None = None
+        self._in_head = True
+        self._head_bytes = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -81,17 +85,25 @@ class _Connection(asyncio.Protocol):
         self._arm_idle()
         if self._closing:
             return  # draining what a client still sends after we answered and closed our side
+        was_in_head = self._in_head
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._reply_and_close(error_reply(400, "protocol upgrades are not supported", None))
         except httptools.HttpParserError as error:
             self._reply_and_close(error_reply(400, f"malformed HTTP request: {error}", None))
+        if was_in_head and self._in_head and not self._closing:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._receiver.refuse(self._request, "too_large")
+                self._reply_and_close(error_reply(431, f"request headers larger than {MAX_HEAD_BYTES} bytes", None))
 
     # httptools callbacks
     def on_message_begin(self) -> None:
         self._request = _Request()
         self._early = None
+        self._in_head = True
+        self._head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         self._request.url += url
@@ -100,6 +112,7 @@ class _Connection(asyncio.Protocol):
         self._request.headers[name.lower()] = value
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         self._early = self._receiver.check_headers(self._parser.get_method(), self._request)
         if self._early is not None and self._early.status == 413:
             self._reply_and_close(self._early)

@@ -81,7 +81,10 @@ def deliver(request: dict[str, Any], options: dict[str, str]) -> bool:
 
 def post_json(endpoint: str, path: str, body: bytes) -> bool:
     """One HTTP/1.1 POST over a plain socket with tight timeouts; True on a 2xx answer."""
-    host, port, prefix = _split_endpoint(endpoint)
+    try:
+        host, port, prefix = _split_endpoint(endpoint)
+    except ValueError:
+        return False  # a malformed endpoint: keep the record under pending/
     deadline = time.monotonic() + TOTAL_TIMEOUT_S
     head = (
         f"POST {prefix}{path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"

@@ -65,6 +65,7 @@ class OtlpGrpcReceiver:
         self.settings = settings
         self._ingest = ingest
         self._server: grpc.Server | None = None
+        self._executor: futures.ThreadPoolExecutor | None = None
         self.port = settings.port
 
     def start(self) -> None:
@@ -73,7 +74,10 @@ class OtlpGrpcReceiver:
             ("grpc.max_receive_message_length", self.settings.max_request_bytes),
             ("grpc.so_reuseport", 0),
         ]
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.settings.workers), options=options)
+        self._executor = futures.ThreadPoolExecutor(
+            max_workers=self.settings.workers, thread_name_prefix="kpiloop-grpc"
+        )
+        server = grpc.server(self._executor, options=options)
         for signal, service in SERVICES.items():
             handler: grpc.RpcMethodHandler[bytes, Any] = grpc.unary_unary_rpc_method_handler(
                 self._export_handler(signal),
@@ -92,6 +96,9 @@ class OtlpGrpcReceiver:
         if self._server is not None:
             self._server.stop(grace).wait()
             self._server = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
     def _export_handler(self, signal: str) -> Callable[[bytes, grpc.ServicerContext], Any]:
         def export(request: bytes, context: grpc.ServicerContext) -> Any:

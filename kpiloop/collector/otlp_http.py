@@ -116,6 +116,8 @@ class _Connection(asyncio.Protocol):
         self._early = self._receiver.check_headers(self._parser.get_method(), self._request)
         if self._early is not None and self._early.status == 413:
             self._reply_and_close(self._early)
+        elif self._early is None and self._request.headers.get(b"expect", b"").lower() == b"100-continue":
+            self._write_raw(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         if self._early is not None or self._closing:
@@ -128,13 +130,21 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self._closing:
             return
-        reply = self._early or self._receiver.handle(self._request)
+        try:
+            reply = self._early or self._receiver.handle(self._request)
+        except Exception:  # a bug must cost one request a 500, never the connection or the server
+            log.exception("internal error while handling %s", self._request.url[:100])
+            reply = error_reply(500, "internal error; the request was not processed", None)
         if self._parser.get_method() == b"HEAD":
             reply = replace(reply, body=b"")  # a HEAD answer carries no content, or keep-alive clients desync
         if self._parser.should_keep_alive() and reply.status < 500:
             self._write(reply, keep_alive=True)
         else:
             self._reply_and_close(reply)
+
+    def _write_raw(self, data: bytes) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
 
     def _write(self, reply: HttpReply, keep_alive: bool) -> None:
         if self._transport is not None and not self._transport.is_closing():

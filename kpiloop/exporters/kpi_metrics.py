@@ -24,13 +24,29 @@ class KpiMetrics:
         """Nothing buffered."""
 
     def consume(self, summary: SessionSummary) -> None:
-        """Record a closed session's KPIs and count it."""
+        """Record a closed session's KPIs and count it; a reopened session's later closes are not
+        counted again (its history line supersedes, its metrics would double)."""
+        if summary.close_count > 1:
+            return
         labels = (summary.agent_type, summary.model)
         for kpi in KPI_DIRECTIONS:
             value = summary.cost_per_output_token if kpi == "cost_per_output_token" else summary.kpis.get(kpi)
             if value is not None:
                 self._store.observe(c.KPI_METRICS[kpi], labels, value)
-        self._store.add(c.SESSIONS, (*labels, NOT_EVALUATED), 1)
+        assessment = summary.assessment
+        level = assessment.alert_level if assessment is not None else NOT_EVALUATED
+        self._store.add(c.SESSIONS, (*labels, level), 1)
+        for alert in assessment.alerts if assessment is not None else ():
+            self._store.add(c.ALERTS, (summary.agent_type, alert.kpi, alert.severity), 1)
+
+    def baseline_updated(self, agent_type: str, kpi: str, center: float, scale: float) -> None:
+        """Publish a KPI's current baseline (transformed scale, as the feedback stage computes it)."""
+        self._store.set(c.BASELINE, (agent_type, kpi, "center"), center)
+        self._store.set(c.BASELINE, (agent_type, kpi, "scale"), scale)
+
+    def incident(self, agent_type: str, kpi: str) -> None:
+        """Count an incident opened for sustained degradation."""
+        self._store.add(c.INCIDENTS, (agent_type, kpi), 1)
 
     def api_call(self, call: ApiCall, cost_usd: float | None) -> None:
         """Count a call's tokens and cost as soon as the processor counted the call."""

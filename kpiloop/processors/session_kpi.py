@@ -39,6 +39,7 @@ class ProcessorStats:
     reopened_sessions: int = 0
     late_events: int = 0
     stray_ends: int = 0
+    duplicate_late_events: int = 0
 
 
 class SessionKpiProcessor:
@@ -71,6 +72,10 @@ class SessionKpiProcessor:
         self.stats.events += 1
         if isinstance(event, SessionEnd) and event.session_id not in self._open:
             self.stats.stray_ends += 1  # an end for a session already closed (or never seen): no reopen
+            return
+        closed = self._closed.get(event.session_id)
+        if closed is not None and event.session_id not in self._open and closed.adds_nothing(event):
+            self.stats.duplicate_late_events += 1  # a late copy of something already counted
             return
         state = self._state_for(event.session_id)
         state.update(event, self._clock.now())

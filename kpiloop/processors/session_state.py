@@ -132,6 +132,19 @@ class SessionState:
             self.api_errors += 1
         self._active.add(call.start_ns, call.end_ns)
 
+    def adds_nothing(self, event: Event) -> bool:
+        """True for a copy of a call already counted that carries nothing new (no cost or subagent
+        the first copy lacked): such an event must not reopen a closed session."""
+        if isinstance(event, ApiCall):
+            seen = self._requests.get(event.request_id)
+            if seen is None:
+                return False
+            new_cost = seen.cost_usd is None and event.cost_usd is not None
+            return not new_cost and not (seen.subagent is None and event.subagent)
+        if isinstance(event, ToolCall):
+            return event.tool_use_id is not None and event.tool_use_id in self._tool_uses
+        return False
+
     def _merge_duplicate(self, call: ApiCall, seen: SeenCall) -> None:
         """The same request from another signal: take the source's cost or subagent name when the
         copy counted first lacked them (a beta-trace span before its ``api_request`` log)."""

@@ -37,6 +37,9 @@ class RecentIds:
             self._ids.discard(self._order.popleft())
         return False
 
+    def __contains__(self, item: object) -> bool:
+        return item in self._ids
+
     def to_state(self) -> list[str]:
         """The remembered ids, oldest first."""
         return list(self._order)

@@ -39,7 +39,7 @@ class EventAdapter:
     def __init__(self, default_agent_type: AgentType = DEFAULT_AGENT_TYPE, source: Source = "otlp") -> None:
         self._default_agent = default_agent_type
         self._source = source
-        self._claude_spans = claude_code.ClaudeCodeSpans()
+        self._claude = claude_code.ClaudeCodeCorrelator()
         self.stats = AdapterStats()
 
     def from_span(self, span: SpanRecord) -> list[Event]:
@@ -53,7 +53,7 @@ class EventAdapter:
         elif span.name in SESSION_END_NAMES:
             events = [_session_end(origin, span.end_ns, span.attributes.get("session.end.reason"))]
         elif span.name.startswith(claude_code.PREFIX):
-            events = self._claude_spans.events(span, origin)
+            events = self._claude.events(span, origin)
         elif is_genai_span(span):
             events = genai_span_events(span, _vocabulary(origin, "genai"))
         for span_event in span.events:
@@ -75,9 +75,9 @@ class EventAdapter:
         if name == HOOK_EVENT:
             return self._counted(hook_events(log, origin))
         if isinstance(log.body, str) and log.body.startswith(claude_code.PREFIX):
-            return self._counted(claude_code.log_events(log.body.removeprefix(claude_code.PREFIX), log, origin))
+            return self._counted(self._claude.log_events(log.body.removeprefix(claude_code.PREFIX), log, origin))
         if origin.source == "claude_code" and name is not None:
-            return self._counted(claude_code.log_events(name.removeprefix(claude_code.PREFIX), log, origin))
+            return self._counted(self._claude.log_events(name.removeprefix(claude_code.PREFIX), log, origin))
         return self._counted([])
 
     def from_point(self, point: DataPointRecord) -> list[Event]:

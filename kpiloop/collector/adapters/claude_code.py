@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from dataclasses import replace
 
 import orjson
 
@@ -24,7 +25,17 @@ from kpiloop.collector.adapters.common import Origin
 from kpiloop.collector.adapters.genai import genai_span_events, is_genai_span
 from kpiloop.collector.records import STATUS_ERROR, DataPointRecord, LogRecord, SpanRecord
 from kpiloop.collector.values import as_bool, as_count, as_duration_ms, as_optional_float, as_str
-from kpiloop.model import ActiveTime, ApiCall, Event, LinesChanged, Prompt, TodoItem, ToolCall, UsageMetric
+from kpiloop.model import (
+    ActiveTime,
+    ApiCall,
+    Event,
+    LinesChanged,
+    Prompt,
+    SessionStart,
+    TodoItem,
+    ToolCall,
+    UsageMetric,
+)
 
 PREFIX = "claude_code."
 TOKEN_TYPES = {
@@ -64,6 +75,14 @@ def metric_events(point: DataPointRecord, origin: Origin) -> list[Event]:
         return [] if token_type is None else [_usage(point, origin, model, token_type, value)]
     if name == "cost.usage":
         return [_usage(point, origin, model, None, value)]
+    if name == "session.count" and value > 0:
+        start = point.start_ns or point.time_ns
+        return [
+            SessionStart(
+                session_id=origin.session_id, agent_type=origin.agent_type, start_ns=start, end_ns=start,
+                source="claude_code", start_source=as_str(point.attributes.get("start_type")),
+            )
+        ]  # fmt: skip
     at, series = point.time_ns, _series(point)
     if name == "active_time.total":
         return [
@@ -98,11 +117,26 @@ def _usage(point: DataPointRecord, origin: Origin, model: str, token_type: str |
     )
 
 
-class ClaudeCodeSpans:
-    """Beta-trace spans; pairs each ``claude_code.tool`` span with its execution child by tool-use id."""
+class ClaudeCodeCorrelator:
+    """What Claude Code spreads over several records: pairs each ``claude_code.tool`` span with its
+    execution child by tool-use id, and names subagents whose tool results carry only ``agent_id``."""
 
     def __init__(self) -> None:
         self._tools: OrderedDict[str, tuple[SpanRecord | None, SpanRecord | None]] = OrderedDict()
+        self._agent_names: OrderedDict[str, str] = OrderedDict()
+
+    def log_events(self, name: str, log: LogRecord, origin: Origin) -> list[Event]:
+        """:func:`log_events`, with subagent names filled in from earlier API requests."""
+        agent_id, agent_name = as_str(log.attributes.get("agent_id")), as_str(log.attributes.get("agent.name"))
+        if agent_id and agent_name:
+            self._agent_names[agent_id] = agent_name
+            while len(self._agent_names) > MAX_PENDING_TOOLS:
+                self._agent_names.popitem(last=False)
+        events = log_events(name, log, origin)
+        subagent = self._agent_names.get(agent_id) if agent_id else None
+        if subagent is None:
+            return events
+        return [replace(e, subagent=subagent) if isinstance(e, ToolCall) and not e.subagent else e for e in events]
 
     def events(self, span: SpanRecord, origin: Origin) -> list[Event]:
         """Events for one ``claude_code.*`` span (often none until its pair arrives)."""

@@ -182,3 +182,18 @@ def test_a_duplicate_from_another_signal_fills_in_the_cost_and_subagent_it_lacke
     assert summary.subagents["general-purpose"].api_requests == 1
     assert summary.subagents["general-purpose"].cost_usd == 0.25
     assert observer.calls == [("r", None), ("late:r", 0.25)]
+
+
+def test_a_late_duplicate_does_not_reopen_a_closed_session():
+    processor, sink, _ = make()
+    processor.consume(api(0, 1, request_id="r", output_tokens=5, cost_usd=0.1))
+    processor.consume(tool("Read", 1, 2, tool_use_id="t"))
+    processor.consume(end(3))
+    processor.consume(api(0, 1, request_id="r", output_tokens=5, cost_usd=0.1))  # a hook retry, say
+    processor.consume(tool("Read", 1, 2, tool_use_id="t"))
+    processor.close_all()
+    assert len(sink.items) == 1
+    assert (processor.stats.duplicate_late_events, processor.stats.reopened_sessions) == (2, 0)
+    processor.consume(tool("Bash", 5, 6, tool_use_id="new"))  # new data still reopens
+    processor.close_all()
+    assert [s.tool_calls for s in sink.items] == [1, 2]

@@ -17,7 +17,9 @@ from kpiloop.collector.jsonl_replay import LineProblem, expand_paths
 from kpiloop.config import load_config, resolve_data_dir
 from kpiloop.errors import ConfigError
 from kpiloop.exporters.console import SKIPPED, Row
-from kpiloop.identity import sanitize_agent_type
+from kpiloop.feedback.baseline_view import render_baseline
+from kpiloop.feedback.baselines import BaselineStore
+from kpiloop.identity import sanitize_agent_type, sanitize_session_id
 from kpiloop.pipeline import Endpoints, build_replay_pipeline, build_server
 from kpiloop.types import SystemClock
 
@@ -137,6 +139,56 @@ def serve(
         server.take_pending()
     state_file = server.shutdown()
     click.echo(f"kpiloop stopped: {server.processor.open_sessions()} open session(s) saved to {state_file}")
+
+
+@main.command()
+@click.argument("session_id")
+@config_option
+@data_dir_option
+def report(session_id: str, config_path: Path | None, data_dir: Path | None) -> None:
+    """Print the performance report written when SESSION_ID closed."""
+    target = resolve_data_dir(data_dir, load_config(config_path), os.environ)
+    safe = sanitize_session_id(session_id)
+    path = target / "reports" / f"{safe}.md"
+    if safe is None or not path.is_file():
+        raise click.ClickException(f"no report for session {session_id!r} in {target / 'reports'}")
+    click.echo(path.read_text(encoding="utf-8"), nl=False)
+
+
+@main.group()
+def baselines() -> None:
+    """Show or reset the per-agent-type baselines sessions are compared with."""
+
+
+@baselines.command("show")
+@click.argument("agent_type", required=False)
+@config_option
+@data_dir_option
+def baselines_show(agent_type: str | None, config_path: Path | None, data_dir: Path | None) -> None:
+    """Print AGENT_TYPE's baseline (every agent type's when none is given)."""
+    store = BaselineStore(resolve_data_dir(data_dir, load_config(config_path), os.environ))
+    agents = [str(sanitize_agent_type(agent_type))] if agent_type else store.agent_types()
+    if not agents:
+        click.echo("no baselines yet: they are written when sessions close")
+    for name in agents:
+        baseline = store.load(name)
+        if baseline is None:
+            raise click.ClickException(f"no baseline for agent type {name!r}")
+        click.echo(render_baseline(baseline))
+
+
+@baselines.command("reset")
+@click.argument("agent_type")
+@click.option("--kpi", help="Reset only this KPI (its robust baseline and CUSUM state).")
+@config_option
+@data_dir_option
+def baselines_reset(agent_type: str, kpi: str | None, config_path: Path | None, data_dir: Path | None) -> None:
+    """Forget AGENT_TYPE's baseline file (or one KPI of it); it is rebuilt at the next close."""
+    store = BaselineStore(resolve_data_dir(data_dir, load_config(config_path), os.environ))
+    name = str(sanitize_agent_type(agent_type))
+    if not store.reset(name, kpi):
+        raise click.ClickException(f"nothing to reset for agent type {name!r}" + (f", kpi {kpi!r}" if kpi else ""))
+    click.echo(f"reset the baseline of {name}" + (f" for {kpi}" if kpi else ""))
 
 
 def _footer(rows: Sequence[Row], empty: int, history: Path) -> str:

@@ -23,6 +23,7 @@ from kpiloop.exporters.history import HistoryWriter
 from kpiloop.exporters.kpi_metrics import KpiMetrics
 from kpiloop.exporters.metrics_store import MetricsStore
 from kpiloop.exporters.prometheus import PrometheusExporter
+from kpiloop.feedback.stage import FeedbackStage
 from kpiloop.model import SessionSummary
 from kpiloop.pending import drain_pending
 from kpiloop.processors.base import SummaryConsumer
@@ -83,7 +84,9 @@ def build_replay_pipeline(
     history = HistoryWriter(data_dir)
     history.start()
     table = SummaryTable()
-    sinks: SummaryConsumer = FanOut([history, table])
+    feedback = FeedbackStage(FanOut([history, table]), config.exporters.feedback, data_dir, clock)
+    feedback.start()
+    sinks: SummaryConsumer = feedback
     if not force:
         known_before = history.session_ids()
         sinks = SkipKnownSessions(sinks, known_before.__contains__, table.skipped)
@@ -109,6 +112,7 @@ class Server:
     data_dir: Path
     queue: EventQueue
     processor: SessionKpiProcessor
+    feedback: FeedbackStage
     worker: IngestWorker
     history: HistoryWriter
     store: MetricsStore
@@ -121,6 +125,7 @@ class Server:
     def start(self) -> None:
         """Restore saved sessions, take pending hook records, then start serving."""
         self.history.start()
+        self.feedback.start()
         saved = load_state(self.data_dir)
         if saved is not None:
             self.restored_sessions = self.processor.import_state(saved)
@@ -162,7 +167,8 @@ def build_server(config: KpiloopConfig, data_dir: Path, clock: Clock, endpoints:
     store = MetricsStore()
     metrics = KpiMetrics(store)
     history = HistoryWriter(data_dir)
-    processor = SessionKpiProcessor(FanOut([metrics, history]), settings, clock, metrics)
+    feedback = FeedbackStage(FanOut([metrics, history]), config.exporters.feedback, data_dir, clock, metrics)
+    processor = SessionKpiProcessor(feedback, settings, clock, metrics)
     queue = EventQueue(config.receivers.otlp.max_queued_events)
     worker = IngestWorker(queue, processor)
     store.gauge_callback(catalogue.OPEN_SESSIONS, lambda: {(a,): float(n) for a, n in worker.open_sessions.items()})
@@ -179,6 +185,7 @@ def build_server(config: KpiloopConfig, data_dir: Path, clock: Clock, endpoints:
         data_dir=data_dir,
         queue=queue,
         processor=processor,
+        feedback=feedback,
         worker=worker,
         history=history,
         store=store,

@@ -20,7 +20,18 @@ KPI_COLUMNS = (
     ("coher", "quality_coherence"),
     ("halluc", "quality_hallucination"),
 )
-HEADER = ("session", "agent", "model", "duration", "api", "tools", *(c for c, _ in KPI_COLUMNS), "cost $", "status")
+HEADER = (
+    "session",
+    "agent",
+    "model",
+    "duration",
+    "api",
+    "tools",
+    *(c for c, _ in KPI_COLUMNS),
+    "cost $",
+    "alert",
+    "status",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +76,7 @@ def _cells(row: Row) -> tuple[str, ...]:
     s = row.summary
     kpis = tuple(format_kpi(s.kpis.get(name)) for _, name in KPI_COLUMNS)
     cost = "-" if s.cost_usd is None else f"{s.cost_usd:.4f}"
+    alert = s.assessment.alert_level if s.assessment is not None else "-"
     return (
         s.session_id[:36],
         s.agent_type,
@@ -74,6 +86,7 @@ def _cells(row: Row) -> tuple[str, ...]:
         str(s.tool_calls),
         *kpis,
         cost,
+        alert,
         row.status,
     )
 

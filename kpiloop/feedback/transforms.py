@@ -43,7 +43,9 @@ KPI_SCALES: dict[str, KpiScale] = {
     "token_efficiency": KpiScale("log", 1e-6, 1.0, 0.25),
     "tool_overhead_ratio": KpiScale("log", 0.01, 1e6, 0.25),
     "cost_per_output_token": KpiScale("log", 1e-9, 1.0, 0.25),
-    "task_completion_rate": KpiScale("logit", 0.001, 0.999, 1.5),
+    # Mostly 1.0, so one unfinished task (5/6) is ~5 logit units away: 4.0 keeps that a WARNING at
+    # most (at 1.5, 6-15 % of healthy sessions went CRITICAL in tests/unit/feedback/test_simulation.py).
+    "task_completion_rate": KpiScale("logit", 0.001, 0.999, 4.0),
     "active_time_ratio": KpiScale("logit", 0.001, 0.999, 0.5),
     "cache_efficiency": KpiScale("logit", 0.001, 0.999, 0.5),
     "error_rate": KpiScale("logit", 0.001, 0.999, 2.5),

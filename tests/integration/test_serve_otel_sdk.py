@@ -208,6 +208,9 @@ def assert_the_session(server: Server) -> None:
     # claude-sonnet-4 prices per million: input 3, output 15, cache read 0.30, 5-minute cache write 3.75
     assert math.isclose(line["cost_usd"], (1500 * 3 + 500 * 15 + 17000 * 0.3 + 800 * 3.75) / 1e6, rel_tol=1e-12)
     assert line["close_reason"] == "session_end"
+    # the plan's hard thresholds: task completion 0 < 0.70 and error rate 1/6 > 0.10 are CRITICAL
+    assert line["alert_level"] == "CRITICAL"
+    assert {a["kpi"] for a in line["alerts"] if a["severity"] == "CRITICAL"} == {"task_completion_rate", "error_rate"}
     metrics = scrape(server)
     labels = f'agent_type="{AGENT}",model="{MODEL}"'
     assert metrics[f"agent_performance_token_efficiency_sum{{{labels}}}"] == kpis["token_efficiency"]
@@ -215,8 +218,10 @@ def assert_the_session(server: Server) -> None:
     assert metrics[f'agent_performance_tokens_total{{{labels},type="output"}}'] == 500.0
     assert metrics[f'agent_performance_tool_calls_total{{agent_type="{AGENT}",outcome="failure"}}'] == 1.0
     assert metrics[f'agent_performance_tool_calls_total{{agent_type="{AGENT}",outcome="success"}}'] == 3.0
-    sessions = f'agent_performance_sessions_total{{agent_type="{AGENT}",alert_level="none",model="{MODEL}"}}'
+    sessions = f'agent_performance_sessions_total{{agent_type="{AGENT}",alert_level="CRITICAL",model="{MODEL}"}}'
     assert metrics[sessions] == 1.0  # labels in sorted order, as prometheus_client writes them
+    alerts = f'agent_performance_alerts_total{{agent_type="{AGENT}",kpi="error_rate",severity="CRITICAL"}}'
+    assert metrics[alerts] == 1.0
     assert math.isclose(metrics[f"agent_performance_cost_usd_total{{{labels}}}"], line["cost_usd"])
 
 

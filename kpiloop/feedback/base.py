@@ -1,0 +1,13 @@
+"""Role contracts of the feedback stage."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class FeedbackObserver(Protocol):
+    """Told what feedback concluded, for metrics (``agent_performance_baseline``, ``..._incidents_total``)."""
+
+    def baseline_updated(self, agent_type: str, kpi: str, center: float, scale: float) -> None: ...
+
+    def incident(self, agent_type: str, kpi: str) -> None: ...

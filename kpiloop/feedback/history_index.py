@@ -1,0 +1,81 @@
+"""The history as feedback needs it: the latest revision of each session's line, by agent type,
+kept up to date by tailing ``history/kpis.jsonl`` (which other kpiloop processes may append to)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from kpiloop.feedback.types import SessionRecord
+
+MAX_RECORDS_PER_AGENT = 2000
+
+
+def record_from_line(line: dict[str, Any]) -> SessionRecord:
+    """A history line as a :class:`SessionRecord`; raises KeyError/TypeError for a line without one."""
+    alerts = line.get("alerts") or []
+    critical = {a["kpi"] for a in alerts if a.get("severity") == "CRITICAL" and a.get("kind") == "deviation"}
+    thresholds = {a["kpi"] for a in alerts if str(a.get("kind", "")).startswith("threshold")}
+    return SessionRecord(
+        session_id=str(line["session_id"]),
+        date=str(line.get("date", "")),
+        agent_type=str(line["agent_type"]),
+        model=str(line.get("model") or "unknown"),
+        kpis=dict(line.get("kpis") or {}),
+        baselines=dict(line.get("baselines") or {}),
+        critical_kpis=frozenset(critical),
+        threshold_kpis=frozenset(thresholds),
+    )
+
+
+class HistoryIndex:
+    """In-memory view of recent sessions per agent type, refreshed from the file's new lines."""
+
+    def __init__(self, path: Path, max_per_agent: int = MAX_RECORDS_PER_AGENT) -> None:
+        self._path = path
+        self._max = max_per_agent
+        self._offset = 0
+        self._agents: dict[str, OrderedDict[str, SessionRecord]] = {}
+        self.malformed_lines = 0
+
+    def refresh(self) -> int:
+        """Read lines appended since the last call; return how many were added."""
+        if not self._path.exists():
+            return 0
+        added = 0
+        with open(self._path, "rb") as handle:
+            handle.seek(self._offset)
+            for raw in handle:
+                if not raw.endswith(b"\n"):
+                    break
+                self._offset += len(raw)
+                added += self._add_line(raw)
+        return added
+
+    def records(self, agent_type: str, model: str | None = None) -> list[SessionRecord]:
+        """The agent type's sessions, oldest close first; only ``model``'s when given."""
+        records = list(self._agents.get(agent_type, {}).values())
+        return records if model is None else [r for r in records if r.model == model]
+
+    def find(self, session_id: str) -> SessionRecord | None:
+        """The latest record of one session, if it is still in view."""
+        for records in self._agents.values():
+            if session_id in records:
+                return records[session_id]
+        return None
+
+    def _add_line(self, raw: bytes) -> int:
+        try:
+            record = record_from_line(orjson.loads(raw))
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            self.malformed_lines += 1
+            return 0
+        records = self._agents.setdefault(record.agent_type, OrderedDict())
+        records.pop(record.session_id, None)  # a later revision replaces the earlier one, and moves last
+        records[record.session_id] = record
+        while len(records) > self._max:
+            records.popitem(last=False)
+        return 1

@@ -191,6 +191,43 @@ def baselines_reset(agent_type: str, kpi: str | None, config_path: Path | None, 
     click.echo(f"reset the baseline of {name}" + (f" for {kpi}" if kpi else ""))
 
 
+@main.command("reconcile")
+@click.argument("session_id", required=False)
+@config_option
+@data_dir_option
+@click.option(
+    "--transcripts",
+    "pattern",
+    metavar="GLOB",
+    help="Claude Code transcripts (default ~/.claude/projects/*/*.jsonl); subagent transcripts beside them too.",
+)
+def reconcile_command(
+    session_id: str | None, config_path: Path | None, data_dir: Path | None, pattern: str | None
+) -> None:
+    """Compare what live telemetry recorded for SESSION_ID with its Claude Code transcript.
+
+    Prints tokens by type, API requests, tool calls and failures on both sides and the gaps
+    (transcript - telemetry, absolute and %). Without SESSION_ID: every session in history that has
+    a transcript. A gap means telemetry silently lost part of the session.
+    """
+    from kpiloop.reconcile import DEFAULT_TRANSCRIPTS, reconcile, render
+
+    config = load_config(config_path)
+    target = resolve_data_dir(data_dir, config, os.environ)
+    pattern = pattern or DEFAULT_TRANSCRIPTS
+    try:
+        results = reconcile(target, session_id, pattern, config.processors.session_kpi, SystemClock())
+    except LookupError as error:
+        raise click.ClickException(str(error)) from error
+    if not results:
+        click.echo(f"no session in {target} has a transcript matching {pattern}")
+    for result in results:
+        click.echo(render(result) + "\n")
+    if len(results) > 1:
+        gaps = sum(1 for result in results if not result.complete)
+        click.echo(f"{len(results)} session(s) compared, {gaps} with a gap")
+
+
 def _footer(rows: Sequence[Row], empty: int, history: Path) -> str:
     skipped = sum(1 for row in rows if row.status == SKIPPED)
     parts = [f"{len(rows) - skipped} session(s) recorded in {history}"]

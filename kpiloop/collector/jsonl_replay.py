@@ -1,8 +1,10 @@
 """The JSONL replay receiver: stream files (or stdin) line by line into the pipeline.
 
-All paths of one replay are one input, read in the order given (globs sorted). Memory does not
-grow with file size: each line is decoded, adapted and handed on before the next is read. A
-malformed line is reported with file:line and skipped; it never stops the replay.
+All paths of one replay are one input, read in the order given (globs sorted); a Claude Code
+session transcript brings the subagent transcripts kept beside it. Memory does not grow with file
+size: each line is decoded, adapted and handed on before the next is read. A malformed line is
+reported with file:line and skipped; it never stops the replay. Transcript lines without a
+measurement are skipped silently.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from kpiloop.collector.adapters import EventAdapter
 from kpiloop.collector.base import EventConsumer
 from kpiloop.collector.line_formats import decode_line
 from kpiloop.collector.records import DataPointRecord, LogRecord, SpanRecord
+from kpiloop.collector.transcript import TranscriptReader, is_transcript_line, subagent_transcripts
 from kpiloop.errors import InputError
 from kpiloop.model import Event
 
@@ -61,7 +64,9 @@ def expand_paths(patterns: Sequence[str]) -> list[str]:
         matches = [m for m in matches if Path(m).is_file()]
         if not matches:
             raise FileNotFoundError(f"no such file: {pattern}")
-        paths.extend(matches)
+        for match in matches:
+            paths.append(match)
+            paths.extend(p for p in subagent_transcripts(match) if p not in paths and p not in matches)
     return paths
 
 
@@ -81,6 +86,7 @@ class JsonlReplay:
         self._adapter = adapter
         self._on_problem = on_problem
         self._on_progress = on_progress
+        self._transcripts = TranscriptReader(adapter)
         self.stats = ReplayStats()
 
     def start(self) -> None:
@@ -114,6 +120,10 @@ class JsonlReplay:
     def _replay_line(self, name: str, number: int, raw: bytes) -> None:
         try:
             doc = orjson.loads(raw)
+            if is_transcript_line(doc):
+                self.stats.records += 1
+                self._consume(self._transcripts.events(doc, name))
+                return
             for item in decode_line(doc):
                 self._replay_item(name, number, item)
         except orjson.JSONDecodeError as error:
@@ -132,6 +142,9 @@ class JsonlReplay:
             self._adapter.reject(error)
             self._problem(name, number, str(error))
             return
+        self._consume(events)
+
+    def _consume(self, events: Iterable[Event]) -> None:
         for event in events:
             self.stats.events += 1
             self._consumer.consume(event)

@@ -2,7 +2,9 @@
 
 One line is an OTLP/JSON export request (as the OTel Collector's file exporter writes them), a
 plan-format span (``traces-*.jsonl``), or a plan-format evaluation or log record
-(``evaluations-*.jsonl``, ``logs-*.jsonl``). Lines of other shapes raise InputError.
+(``evaluations-*.jsonl``, ``logs-*.jsonl``). Claude Code transcript lines are recognized by
+:func:`kpiloop.collector.transcript.is_transcript_line` before these (the replay decodes them).
+Lines of other shapes raise InputError.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ def decode_line(doc: Any) -> Iterator[Record | InputError]:
     elif _is_log_like(doc):
         yield log_from_plan(doc)
     else:
-        raise InputError("unrecognized line: not OTLP/JSON, a span, an evaluation or a log record", "unrecognized")
+        raise InputError(
+            "unrecognized line: not OTLP/JSON, a span, an evaluation, a log record or a transcript line", "unrecognized"
+        )
 
 
 def _is_log_like(doc: Mapping[str, Any]) -> bool:

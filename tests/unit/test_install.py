@@ -9,7 +9,7 @@ import pytest
 from kpiloop.install import InstallOptions, install, manifest_path, merge, settings_path, uninstall
 
 COMMAND = "/opt/kpiloop/bin/kpiloop"
-EXISTING = {
+EXISTING: dict = {
     "model": "opus",
     "hooks": {
         "SessionEnd": [{"hooks": [{"type": "command", "command": "notify-send bye"}]}],

@@ -15,7 +15,8 @@ MAX_RECORDS_PER_AGENT = 2000
 
 
 def record_from_line(line: dict[str, Any]) -> SessionRecord:
-    """A history line as a :class:`SessionRecord`; raises KeyError/TypeError for a line without one."""
+    """A history line as a :class:`SessionRecord`; raises KeyError/TypeError for a line without one
+    (or whose ``kpis``/``baselines`` are not objects of numbers, which baselines could not use)."""
     alerts = line.get("alerts") or []
     critical = {a["kpi"] for a in alerts if a.get("severity") == "CRITICAL" and a.get("kind") == "deviation"}
     thresholds = {a["kpi"] for a in alerts if str(a.get("kind", "")).startswith("threshold")}
@@ -24,11 +25,21 @@ def record_from_line(line: dict[str, Any]) -> SessionRecord:
         date=str(line.get("date", "")),
         agent_type=str(line["agent_type"]),
         model=str(line.get("model") or "unknown"),
-        kpis=dict(line.get("kpis") or {}),
-        baselines=dict(line.get("baselines") or {}),
+        kpis=_numbers(line.get("kpis") or {}, "kpis"),
+        baselines={k: v for k, v in _numbers(line.get("baselines") or {}, "baselines").items() if v is not None},
         critical_kpis=frozenset(critical),
         threshold_kpis=frozenset(thresholds),
     )
+
+
+def _numbers(value: object, where: str) -> dict[str, float | None]:
+    """``value`` as a mapping of names to numbers or null; TypeError for anything else."""
+    if not isinstance(value, dict):
+        raise TypeError(f"{where} must be an object")
+    for number in value.values():
+        if number is not None and (isinstance(number, bool) or not isinstance(number, int | float)):
+            raise TypeError(f"{where} values must be numbers or null")
+    return {str(k): v for k, v in value.items()}
 
 
 class HistoryIndex:

@@ -116,7 +116,8 @@ class FeedbackStage:
             self._store.save(updated)
         self._publish_baseline(updated)
         for kpi in sorted(fired):
-            fired_at = baseline.cusum.get(kpi, 0.0) + (z.get(kpi) or 0.0) - self._config.cusum_k  # S before reset
+            step = min(z.get(kpi) or 0.0, self._config.cusum_h / 2)  # update_cusum caps each z at h / 2
+            fired_at = baseline.cusum.get(kpi, 0.0) + step - self._config.cusum_k  # S before reset
             self._open_incident(agent, kpi, fired_at, records, now)
 
     def _open_incident(self, agent: str, kpi: str, cusum: float, records: list[SessionRecord], now: str) -> None:

@@ -20,6 +20,7 @@ from kpiloop.exporters.console import SKIPPED, Row
 from kpiloop.feedback.baseline_view import render_baseline
 from kpiloop.feedback.baselines import BaselineStore
 from kpiloop.identity import sanitize_agent_type, sanitize_session_id
+from kpiloop.install import InstallOptions, Scope, install, settings_path, uninstall
 from kpiloop.pipeline import Endpoints, build_replay_pipeline, build_server
 from kpiloop.types import SystemClock
 
@@ -226,6 +227,68 @@ def reconcile_command(
     if len(results) > 1:
         gaps = sum(1 for result in results if not result.complete)
         click.echo(f"{len(results)} session(s) compared, {gaps} with a gap")
+
+
+@main.command("install")
+@click.argument("target", type=click.Choice(["claude-code"]))
+@click.option("--scope", type=click.Choice(["user", "project", "local"]), default="user", show_default=True)
+@click.option("--agent-type", help="Sets agent.type in OTEL_RESOURCE_ATTRIBUTES (baselines are per agent type).")
+@click.option("--endpoint", default="http://127.0.0.1:4317", show_default=True, help="kpiloop's OTLP endpoint.")
+@click.option("--protocol", type=click.Choice(["grpc", "http/protobuf", "http/json"]), default="grpc")
+@click.option("--tool-events", is_flag=True, help="Also forward PostToolUse/PostToolUseFailure hooks.")
+@click.option("--dry-run", is_flag=True, help="Show the change to settings.json, write nothing.")
+@data_dir_option
+def install_command(
+    target: str,
+    scope: Scope,
+    agent_type: str | None,
+    endpoint: str,
+    protocol: str,
+    tool_events: bool,
+    dry_run: bool,
+    data_dir: Path | None,
+) -> None:
+    """Add kpiloop's hooks and telemetry settings to Claude Code's settings.json (nothing clobbered)."""
+    path = settings_path(scope, Path.home(), Path.cwd())
+    options = InstallOptions(
+        scope=scope,
+        command=_kpiloop_command(),
+        agent_type=str(sanitize_agent_type(agent_type)) if agent_type else None,
+        endpoint=endpoint,
+        protocol=protocol,
+        tool_events=tool_events,
+    )
+    target_dir = resolve_data_dir(data_dir, load_config(None), os.environ)
+    try:
+        shown, warnings = install(path, options, target_dir, dry_run)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(shown or f"{path} already has kpiloop's settings", nl=not shown)
+    for warning in warnings:
+        click.echo(f"note: {warning}", err=True)
+    if not dry_run and shown:
+        click.echo(f"updated {path}; undo with: kpiloop uninstall claude-code --scope {scope}")
+
+
+@main.command("uninstall")
+@click.argument("target", type=click.Choice(["claude-code"]))
+@click.option("--scope", type=click.Choice(["user", "project", "local"]), default="user", show_default=True)
+@click.option("--dry-run", is_flag=True, help="Show the change, write nothing.")
+@data_dir_option
+def uninstall_command(target: str, scope: Scope, dry_run: bool, data_dir: Path | None) -> None:
+    """Remove exactly what `kpiloop install claude-code` added."""
+    target_dir = resolve_data_dir(data_dir, load_config(None), os.environ)
+    try:
+        path, shown = uninstall(scope, target_dir, dry_run)
+    except FileNotFoundError:
+        raise click.ClickException(f"no kpiloop install recorded for scope {scope!r} in {target_dir}") from None
+    click.echo(shown or f"{path}: nothing to change", nl=not shown)
+
+
+def _kpiloop_command() -> str:
+    """The kpiloop console script next to this interpreter, else ``python -m kpiloop``."""
+    script = Path(sys.executable).parent / "kpiloop"
+    return str(script) if script.exists() else f"{sys.executable} -m kpiloop"
 
 
 def _footer(rows: Sequence[Row], empty: int, history: Path) -> str:

@@ -73,7 +73,9 @@ class SessionKpiConfig(BaseModel):
     max_closed_sessions: int = Field(
         default=1000, ge=0, description="Closed sessions remembered so late data reopens them (0: none)."
     )
-    dedup_window: int = Field(default=4096, ge=1, description="Recent request and tool-use ids kept per session.")
+    dedup_window: int = Field(
+        default=128, ge=1, description="Recent request and tool-use ids kept per session (copies arrive seconds apart)."
+    )
     reorder_window: int = Field(default=64, ge=1, description="Out-of-order intervals merged exactly per session.")
 
     @field_validator("default_agent_type")

@@ -120,7 +120,7 @@ class SessionState:
             self._merge_duplicate(call, seen)
             return
         cost = call_cost(call, self._config.prices)
-        self._requests.remember(call.request_id, SeenCall(cost, call.subagent))
+        self._requests.remember(call.request_id, SeenCall(cost is not None, call.subagent))
         if cost is None:
             self.unpriced_models.add(call.model or "unknown")
         self._calls.add_call(call, cost)
@@ -139,7 +139,7 @@ class SessionState:
             seen = self._requests.get(event.request_id)
             if seen is None:
                 return False
-            new_cost = seen.cost_usd is None and event.cost_usd is not None
+            new_cost = not seen.cost_known and event.cost_usd is not None
             return not new_cost and not (seen.subagent is None and event.subagent)
         if isinstance(event, ToolCall):
             return event.tool_use_id is not None and event.tool_use_id in self._tool_uses
@@ -148,9 +148,9 @@ class SessionState:
     def _merge_duplicate(self, call: ApiCall, seen: SeenCall) -> None:
         """The same request from another signal: take the source's cost or subagent name when the
         copy counted first lacked them (a beta-trace span before its ``api_request`` log)."""
-        cost, subagent = seen.cost_usd, seen.subagent
-        if cost is None and call.cost_usd is not None:
-            cost = call.cost_usd
+        cost_known, subagent, cost = seen.cost_known, seen.subagent, call.cost_usd
+        if not cost_known and cost is not None:
+            cost_known = True
             self._calls.correct_cost(cost)
             if seen.subagent:
                 self._subagent(seen.subagent).correct_cost(cost)
@@ -158,8 +158,8 @@ class SessionState:
                 self.observer.late_cost(call, cost)
         if subagent is None and call.subagent:
             subagent = call.subagent
-            self._subagent(subagent).add_call(call, cost)
-        self._requests.remember(call.request_id, SeenCall(cost, subagent))
+            self._subagent(subagent).add_call(call, cost if cost is not None else call_cost(call, self._config.prices))
+        self._requests.remember(call.request_id, SeenCall(cost_known, subagent))
 
     def _tool_call(self, call: ToolCall) -> None:
         if self._tool_uses.seen_before(call.tool_use_id):

@@ -6,7 +6,8 @@ sessions survive a restart.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+import hashlib
+from array import array
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,41 +16,82 @@ from kpiloop.model import ToolCall
 MAX_NAMES = 64
 OTHER = "other"
 MAX_TASKS = 10_000
+MAX_SUBAGENT_NAMES = 127  # the packed byte holds 1 + index in 7 bits
+
+
+def id_key(item: str) -> int:
+    """A stable 64-bit key for an id (the same in every process, unlike ``hash``): ids are kept as
+    keys, not strings, so the deduplication windows stay small."""
+    return int.from_bytes(hashlib.blake2b(item.encode(), digest_size=8).digest(), "little")
+
+
+def _key(item: int | str) -> int:
+    return item if isinstance(item, int) else id_key(item)
+
+
+class _Ring:
+    """At most ``size`` 64-bit keys in a flat array, oldest overwritten first (8 bytes a key)."""
+
+    def __init__(self, size: int) -> None:
+        self.keys = array("Q")
+        self._size = size
+        self._next = 0
+
+    def find(self, key: int) -> int | None:
+        """The slot holding ``key``, or None."""
+        try:
+            return self.keys.index(key)
+        except ValueError:
+            return None
+
+    def put(self, key: int) -> int:
+        """Store ``key`` (evicting the oldest when full); return its slot."""
+        if len(self.keys) < self._size:
+            self.keys.append(key)
+            return len(self.keys) - 1
+        slot = self._next
+        self.keys[slot] = key
+        self._next = (slot + 1) % self._size
+        return slot
+
+    def oldest_first(self) -> list[int]:
+        """Slots in the order their keys were stored."""
+        count = len(self.keys)
+        start = self._next if count == self._size else 0
+        return [(start + i) % count for i in range(count)]
 
 
 class RecentIds:
     """The last ``size`` ids seen, for deduplicating one call that arrives over several signals."""
 
     def __init__(self, size: int) -> None:
-        self._order: deque[str] = deque()
-        self._ids: set[str] = set()
+        self._ring = _Ring(size)
         self._size = size
 
     def seen_before(self, item: str | None) -> bool:
         """True if ``item`` was seen recently; otherwise remember it. None is never a duplicate."""
         if item is None:
             return False
-        if item in self._ids:
+        key = id_key(item)
+        if self._ring.find(key) is not None:
             return True
-        self._order.append(item)
-        self._ids.add(item)
-        if len(self._order) > self._size:
-            self._ids.discard(self._order.popleft())
+        self._ring.put(key)
         return False
 
     def __contains__(self, item: object) -> bool:
-        return item in self._ids
+        return isinstance(item, str) and self._ring.find(id_key(item)) is not None
 
-    def to_state(self) -> list[str]:
-        """The remembered ids, oldest first."""
-        return list(self._order)
+    def to_state(self) -> list[int]:
+        """The remembered id keys, oldest first."""
+        return [self._ring.keys[slot] for slot in self._ring.oldest_first()]
 
     @classmethod
-    def from_state(cls, size: int, ids: list[str]) -> RecentIds:
+    def from_state(cls, size: int, ids: list[int | str]) -> RecentIds:
         """Rebuild from :meth:`to_state` output."""
         recent = cls(size)
         for item in ids[-size:]:
-            recent.seen_before(item)
+            if recent._ring.find(_key(item)) is None:
+                recent._ring.put(_key(item))
         return recent
 
 
@@ -57,40 +99,65 @@ class RecentIds:
 class SeenCall:
     """What was counted for one API call, so a duplicate from another signal can fill in the gaps."""
 
-    cost_usd: float | None
+    cost_known: bool
     subagent: str | None
 
 
 class RecentCalls:
-    """The last ``size`` API calls by request id, with what was counted for each."""
+    """The last ``size`` API calls by request id, with what was counted for each, packed in one byte:
+    bit 0 = cost known, the rest = 1 + index of the subagent name (0 for none)."""
 
     def __init__(self, size: int) -> None:
-        self._calls: OrderedDict[str, SeenCall] = OrderedDict()
-        self._size = size
+        self._ring = _Ring(size)
+        self._flags = bytearray()
+        self._names: list[str] = []
 
     def get(self, request_id: str | None) -> SeenCall | None:
         """What was counted for ``request_id``, or None when it is new (or None)."""
-        return None if request_id is None else self._calls.get(request_id)
+        slot = None if request_id is None else self._ring.find(id_key(request_id))
+        return None if slot is None else self._unpack(self._flags[slot])
 
     def remember(self, request_id: str | None, seen: SeenCall) -> None:
         """Record (or update) what was counted for ``request_id``."""
         if request_id is None:
             return
-        self._calls[request_id] = seen
-        while len(self._calls) > self._size:
-            self._calls.popitem(last=False)
+        self._remember_key(id_key(request_id), seen)
 
     def to_state(self) -> list[list[Any]]:
-        """``[request_id, cost_usd, subagent]`` rows, oldest first."""
-        return [[rid, seen.cost_usd, seen.subagent] for rid, seen in self._calls.items()]
+        """``[key, cost_known, subagent]`` rows, oldest first."""
+        rows = []
+        for slot in self._ring.oldest_first():
+            seen = self._unpack(self._flags[slot])
+            rows.append([self._ring.keys[slot], seen.cost_known, seen.subagent])
+        return rows
 
     @classmethod
     def from_state(cls, size: int, rows: list[list[Any]]) -> RecentCalls:
         """Rebuild from :meth:`to_state` output."""
         recent = cls(size)
-        for rid, cost, subagent in rows[-size:]:
-            recent.remember(str(rid), SeenCall(None if cost is None else float(cost), subagent))
+        for key, cost_known, subagent in rows[-size:]:
+            recent._remember_key(_key(key), SeenCall(bool(cost_known), subagent))
         return recent
+
+    def _remember_key(self, key: int, seen: SeenCall) -> None:
+        slot = self._ring.find(key)
+        if slot is None:
+            slot = self._ring.put(key)
+        if slot == len(self._flags):
+            self._flags.append(0)
+        self._flags[slot] = self._pack(seen)
+
+    def _pack(self, seen: SeenCall) -> int:
+        index = 0
+        if seen.subagent is not None:
+            if seen.subagent not in self._names and len(self._names) < MAX_SUBAGENT_NAMES:
+                self._names.append(seen.subagent)
+            index = self._names.index(seen.subagent) + 1 if seen.subagent in self._names else 0
+        return index << 1 | int(seen.cost_known)
+
+    def _unpack(self, packed: int) -> SeenCall:
+        index = packed >> 1
+        return SeenCall(bool(packed & 1), self._names[index - 1] if index else None)
 
 
 def bump(table: dict[str, int], name: str, by: int = 1) -> None:

@@ -7,6 +7,7 @@ the configured default. Both are sanitized before any use in a path or a metric 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -24,6 +25,18 @@ _AGENT_KEYS = ("agent.type", "gen_ai.agent.name")
 
 
 def sanitize_agent_type(raw: object, default: AgentType = DEFAULT_AGENT_TYPE) -> AgentType:
+    """See :func:`_sanitize_agent_type`; strings are cached (the same few agent types repeat)."""
+    if isinstance(raw, str) and len(raw) <= 4 * MAX_AGENT_TYPE_LEN:
+        return _cached_agent_type(raw, default)
+    return _sanitize_agent_type(raw, default)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_agent_type(raw: str, default: AgentType) -> AgentType:
+    return _sanitize_agent_type(raw, default)
+
+
+def _sanitize_agent_type(raw: object, default: AgentType = DEFAULT_AGENT_TYPE) -> AgentType:
     """Lower-case, map every run of characters outside ``[a-z0-9._-]`` to ``-``, trim dots and dashes at the ends.
 
     >>> sanitize_agent_type("Translation Agent/v2")
@@ -38,6 +51,18 @@ def sanitize_agent_type(raw: object, default: AgentType = DEFAULT_AGENT_TYPE) ->
 
 
 def sanitize_session_id(raw: object) -> SessionId | None:
+    """See :func:`_sanitize_session_id`; strings are cached (a session's id repeats on every item)."""
+    if isinstance(raw, str) and len(raw) <= 4 * MAX_SESSION_ID_LEN:
+        return _cached_session_id(raw)
+    return _sanitize_session_id(raw)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_session_id(raw: str) -> SessionId | None:
+    return _sanitize_session_id(raw)
+
+
+def _sanitize_session_id(raw: object) -> SessionId | None:
     """Keep ``[A-Za-z0-9._-]``, map other runs to ``_``, drop leading dots; None when nothing is left.
 
     >>> sanitize_session_id("58c5cbd9-f879-42ab-8c47-a1661be51bcb")

@@ -19,6 +19,8 @@ def as_count(value: object, key: str) -> int:
     >>> as_count(None, "output_tokens")
     0
     """
+    if type(value) is int and 0 <= value <= MAX_COUNT:  # the common case, without float conversion
+        return value
     if value is None or value == "":
         return 0
     number = _number(value, key)

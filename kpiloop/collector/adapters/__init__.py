@@ -4,7 +4,7 @@ attribute shape for GenAI), whatever the ``service.name``."""
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from kpiloop.collector.adapters import claude_code
 from kpiloop.collector.adapters.common import (
@@ -117,7 +117,7 @@ def log_name(log: LogRecord) -> str | None:
 
 def _vocabulary(origin: Origin, source: Source) -> Origin:
     """The origin re-labelled with the vocabulary that matched, unless it is Claude Code's own."""
-    return origin if origin.source == "claude_code" else replace(origin, source=source)
+    return origin if origin.source == "claude_code" else Origin(origin.session_id, origin.agent_type, source)
 
 
 def _session_end(origin: Origin, time_ns: int, reason: object) -> SessionEnd:

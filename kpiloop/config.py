@@ -14,8 +14,10 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from kpiloop.errors import ConfigError
+from kpiloop.exporters.otlp_metrics_config import OtlpExporterConfig
 from kpiloop.feedback.config import FeedbackConfig
 from kpiloop.processors.session_kpi_config import SessionKpiConfig
 
@@ -89,6 +91,7 @@ class ExportersConfig(_Strict):
 
     prometheus: PrometheusExporterConfig = Field(default_factory=PrometheusExporterConfig)
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
+    otlp: OtlpExporterConfig = Field(default_factory=OtlpExporterConfig)
 
 
 class PipelineConfig(_Strict):
@@ -112,6 +115,10 @@ class ServiceConfig(_Strict):
 
     pipelines: dict[str, PipelineConfig] = Field(default_factory=_default_pipelines)
 
+    def uses_exporter(self, exporter: str) -> bool:
+        """True when some pipeline names ``exporter``."""
+        return any(exporter in pipeline.exporters for pipeline in self.pipelines.values())
+
 
 class KpiloopConfig(_Strict):
     """The whole configuration."""
@@ -120,6 +127,36 @@ class KpiloopConfig(_Strict):
     processors: ProcessorsConfig = Field(default_factory=ProcessorsConfig)
     exporters: ExportersConfig = Field(default_factory=ExportersConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
+
+    @model_validator(mode="after")
+    def _pipelines_name_configured_components(self) -> KpiloopConfig:
+        problems = pipeline_problems(self)
+        if problems:
+            raise PydanticCustomError("pipeline", "{problems}", {"problems": "; ".join(problems)})
+        return self
+
+
+def pipeline_problems(config: KpiloopConfig) -> list[str]:
+    """Each pipeline component that is not configured, or named twice, by its key path."""
+    sections: dict[str, BaseModel] = {
+        "receivers": config.receivers,
+        "processors": config.processors,
+        "exporters": config.exporters,
+    }
+    problems = []
+    for name, pipeline in config.service.pipelines.items():
+        for kind, section in sections.items():
+            known = sorted(type(section).model_fields)
+            named: list[str] = getattr(pipeline, kind)
+            for component in dict.fromkeys(named):
+                where = f"service.pipelines.{name}.{kind}"
+                if component not in known:
+                    problems.append(
+                        f"{where}: {component!r} is not a configured {kind[:-1]} (configured: {', '.join(known)})"
+                    )
+                elif named.count(component) > 1:
+                    problems.append(f"{where}: {component!r} is named more than once")
+    return problems
 
 
 def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> KpiloopConfig:
@@ -169,7 +206,7 @@ def _describe(error: ValidationError) -> str:
     problems = []
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"])
-        problems.append(f"{where}: {item['msg']}")
+        problems.append(f"{where}: {item['msg']}" if where else item["msg"])
     return "; ".join(problems)
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import orjson
 
@@ -21,12 +23,15 @@ from kpiloop.exporters import catalogue
 from kpiloop.exporters.console import SummaryTable
 from kpiloop.exporters.history import HistoryWriter
 from kpiloop.exporters.kpi_metrics import KpiMetrics
-from kpiloop.exporters.metrics_store import MetricsStore
+from kpiloop.exporters.metrics_store import Labels, MetricsStore
+from kpiloop.exporters.otlp_metrics import OtlpMetrics
+from kpiloop.exporters.otlp_metrics_config import resolve_otlp_settings
 from kpiloop.exporters.prometheus import PrometheusExporter
+from kpiloop.feedback.base import FeedbackObserver
 from kpiloop.feedback.stage import FeedbackStage
-from kpiloop.model import SessionSummary
+from kpiloop.model import ApiCall, SessionSummary, ToolCall
 from kpiloop.pending import drain_pending
-from kpiloop.processors.base import SummaryConsumer
+from kpiloop.processors.base import LiveObserver, SummaryConsumer
 from kpiloop.processors.known_sessions import SkipKnownSessions
 from kpiloop.processors.session_kpi import SessionKpiProcessor
 from kpiloop.service import IngestWorker
@@ -46,6 +51,57 @@ class FanOut:
         """Pass ``summary`` to every sink."""
         for sink in self._sinks:
             sink.consume(summary)
+
+
+class Observer(LiveObserver, FeedbackObserver, Protocol):
+    """Both observer roles: what the metrics exporters are told besides closed sessions."""
+
+
+class ObserverFanOut:
+    """Tells every observer about each counted call and each feedback conclusion, in order."""
+
+    def __init__(self, observers: Sequence[Observer]) -> None:
+        self._observers = list(observers)
+
+    def api_call(self, call: ApiCall, cost_usd: float | None) -> None:
+        """Pass a counted API call on."""
+        for observer in self._observers:
+            observer.api_call(call, cost_usd)
+
+    def late_cost(self, call: ApiCall, cost_usd: float) -> None:
+        """Pass a late cost on."""
+        for observer in self._observers:
+            observer.late_cost(call, cost_usd)
+
+    def tool_call(self, call: ToolCall) -> None:
+        """Pass a counted tool call on."""
+        for observer in self._observers:
+            observer.tool_call(call)
+
+    def session_empty(self) -> None:
+        """Pass an empty close on."""
+        for observer in self._observers:
+            observer.session_empty()
+
+    def session_closed(self, seconds: float) -> None:
+        """Pass a close's duration on."""
+        for observer in self._observers:
+            observer.session_closed(seconds)
+
+    def late_event(self) -> None:
+        """Pass a reopening on."""
+        for observer in self._observers:
+            observer.late_event()
+
+    def baseline_updated(self, agent_type: str, kpi: str, center: float, scale: float) -> None:
+        """Pass a baseline on."""
+        for observer in self._observers:
+            observer.baseline_updated(agent_type, kpi, center, scale)
+
+    def incident(self, agent_type: str, kpi: str) -> None:
+        """Pass an incident on."""
+        for observer in self._observers:
+            observer.incident(agent_type, kpi)
 
 
 @dataclass
@@ -120,10 +176,13 @@ class Server:
     prometheus: PrometheusExporter
     grpc: OtlpGrpcReceiver
     http: OtlpHttpReceiver
+    otlp: OtlpMetrics | None = None
     restored_sessions: int = 0
 
     def start(self) -> None:
         """Restore saved sessions, take pending hook records, then start serving."""
+        if self.otlp is not None:
+            self.otlp.start()
         self.history.start()
         self.feedback.start()
         saved = load_state(self.data_dir)
@@ -151,6 +210,8 @@ class Server:
         state = self.worker.shutdown()
         path = save_state(self.data_dir, state)
         self.history.shutdown()
+        if self.otlp is not None:
+            self.otlp.shutdown()
         self.prometheus.shutdown()
         return path
 
@@ -161,18 +222,35 @@ class Server:
             log.warning("skipped an unreadable pending hook record: %s", error)
 
 
-def build_server(config: KpiloopConfig, data_dir: Path, clock: Clock, endpoints: Endpoints = Endpoints()) -> Server:
-    """Connect every part of ``kpiloop serve`` (nothing listens until ``start()``)."""
+def build_server(
+    config: KpiloopConfig,
+    data_dir: Path,
+    clock: Clock,
+    endpoints: Endpoints = Endpoints(),
+    environ: Mapping[str, str] | None = None,
+) -> Server:
+    """Connect every part of ``kpiloop serve`` (nothing listens until ``start()``); the OTLP metrics
+    exporter only when a pipeline names ``otlp`` and it is enabled (``environ``: the ``OTEL_*``
+    variables it reads, ``os.environ`` by default)."""
     settings = config.processors.session_kpi
     store = MetricsStore()
     metrics = KpiMetrics(store)
     history = HistoryWriter(data_dir)
-    feedback = FeedbackStage(FanOut([metrics, history]), config.exporters.feedback, data_dir, clock, metrics)
-    processor = SessionKpiProcessor(feedback, settings, clock, metrics)
+    otlp = _otlp_exporter(config, store, os.environ if environ is None else environ)
+    sinks: list[SummaryConsumer] = [metrics, history] if otlp is None else [metrics, history, otlp]
+    observer: Observer = metrics if otlp is None else ObserverFanOut([metrics, otlp])
+    feedback = FeedbackStage(FanOut(sinks), config.exporters.feedback, data_dir, clock, observer)
+    processor = SessionKpiProcessor(feedback, settings, clock, observer)
     queue = EventQueue(config.receivers.otlp.max_queued_events)
     worker = IngestWorker(queue, processor)
-    store.gauge_callback(catalogue.OPEN_SESSIONS, lambda: {(a,): float(n) for a, n in worker.open_sessions.items()})
+
+    def open_sessions() -> Mapping[Labels, float]:
+        return {(agent,): float(count) for agent, count in worker.open_sessions.items()}
+
+    store.gauge_callback(catalogue.OPEN_SESSIONS, open_sessions)
     store.gauge_callback(catalogue.QUEUE_DEPTH, lambda: {(): float(queue.depth())})
+    if otlp is not None:
+        otlp.gauge_callback(catalogue.OPEN_SESSIONS, open_sessions)
 
     def ingest(receiver: str) -> Ingest:
         return Ingest(receiver, EventAdapter(AgentType(settings.default_agent_type)), queue, metrics)
@@ -197,7 +275,15 @@ def build_server(config: KpiloopConfig, data_dir: Path, clock: Clock, endpoints:
         http=OtlpHttpReceiver(
             HttpSettings(http_host, http_port, protocols.http.max_request_bytes), ingest("otlp_http")
         ),
+        otlp=otlp,
     )
+
+
+def _otlp_exporter(config: KpiloopConfig, store: MetricsStore, environ: Mapping[str, str]) -> OtlpMetrics | None:
+    """The OTLP metrics exporter when a pipeline names ``otlp`` and ``exporters.otlp.enabled``; else None."""
+    if not (config.exporters.otlp.enabled and config.service.uses_exporter("otlp")):
+        return None
+    return OtlpMetrics(resolve_otlp_settings(config.exporters.otlp, environ), store)
 
 
 def split_endpoint(endpoint: str) -> tuple[str, int]:

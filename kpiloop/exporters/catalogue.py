@@ -126,7 +126,11 @@ EMPTY_SESSIONS = MetricDef(
 LATE_EVENTS = MetricDef(
     None, "kpiloop_late_events_total", "counter", (), "Events that reopened an already closed session."
 )
+EXPORT_FAILURES = MetricDef(
+    None, "kpiloop_export_failures_total", "counter", ("exporter",),
+    "Metric exports that failed (endpoint down, too slow or refusing), by exporter.",
+)  # fmt: skip
 
 BUSINESS_METRICS = (SESSIONS, TOKENS, COST, TOOL_CALLS, ALERTS, INCIDENTS, BASELINE, SUGGESTIONS, OPEN_SESSIONS)
-SELF_METRICS = (RECEIVED, REFUSED, QUEUE_DEPTH, CLOSE_SECONDS, EMPTY_SESSIONS, LATE_EVENTS)
+SELF_METRICS = (RECEIVED, REFUSED, QUEUE_DEPTH, CLOSE_SECONDS, EMPTY_SESSIONS, LATE_EVENTS, EXPORT_FAILURES)
 ALL_METRICS: tuple[MetricDef, ...] = (*KPI_METRICS.values(), *BUSINESS_METRICS, *SELF_METRICS)

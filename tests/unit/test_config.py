@@ -25,6 +25,7 @@ from kpiloop.config import (
     resolve_data_dir,
 )
 from kpiloop.errors import ConfigError
+from kpiloop.exporters.otlp_metrics_config import OtlpExporterConfig
 from kpiloop.feedback.config import FeedbackConfig, HardThreshold, RuleCondition, RuleOverride
 from kpiloop.processors.session_kpi_config import DEFAULT_PRICES, ModelPrice, SessionKpiConfig, ToolSets
 
@@ -112,11 +113,21 @@ def expected_testdata_config(data_dir: str = "/srv/kpiloop") -> KpiloopConfig:
                 max_active=2,
                 claude_md="user",
             ),
+            otlp=OtlpExporterConfig(
+                enabled=False,
+                endpoint="https://ingest.eu.signoz.cloud:443",
+                protocol="http/protobuf",
+                headers={"signoz-ingestion-key": "test-key"},
+                insecure=False,
+                timeout=5.0,
+                export_interval=15.0,
+                include_session_id=True,
+            ),
         ),
         service=ServiceConfig(
             pipelines={
                 "sessions": PipelineConfig(
-                    receivers=["otlp"], processors=["session_kpi"], exporters=["prometheus", "feedback"]
+                    receivers=["otlp"], processors=["session_kpi"], exporters=["prometheus", "feedback", "otlp"]
                 ),
                 "replay": PipelineConfig(receivers=["jsonl"], processors=["session_kpi"], exporters=["feedback"]),
             }
@@ -152,6 +163,8 @@ def test_default_values() -> None:
     assert config.processors.session_kpi.prices == DEFAULT_PRICES
     assert config.exporters.prometheus.endpoint == "127.0.0.1:9464"
     assert config.exporters.feedback.data_dir is None
+    assert config.exporters.otlp == OtlpExporterConfig(enabled=True, endpoint=None, headers={}, timeout=None)
+    assert not config.service.uses_exporter("otlp")
     assert config.service.pipelines == {
         "sessions": PipelineConfig(
             receivers=["otlp", "jsonl"], processors=["session_kpi"], exporters=["prometheus", "feedback"]
@@ -286,6 +299,11 @@ def test_load_config_reads_os_environ_by_default(tmp_path: Path, monkeypatch: py
         ("receivers:\n  jsonl:\n    paths: 5\n", "receivers.jsonl.paths"),
         ("exporters:\n  prometheus:\n    endpoint: [1]\n", "exporters.prometheus.endpoint"),
         ("service:\n  pipelines:\n    p:\n      receivers: otlp\n", "service.pipelines.p.receivers"),
+        ("exporters:\n  otlp:\n    timeout: 0\n", "exporters.otlp.timeout"),
+        ("exporters:\n  otlp:\n    export_interval: often\n", "exporters.otlp.export_interval"),
+        ("exporters:\n  otlp:\n    protocol: http/json\n", "exporters.otlp.protocol"),
+        ("exporters:\n  otlp:\n    headers: [signoz-ingestion-key]\n", "exporters.otlp.headers"),
+        ("exporters:\n  otlp:\n    endpoint: https://c:443\n    insecure: true\n", "exporters.otlp"),
         ("processors: 3\n", "processors"),
     ],
 )  # fmt: skip
@@ -293,6 +311,48 @@ def test_invalid_values_name_the_key_path(text: str, key_path: str) -> None:
     message = config_error(text)
     assert message.startswith("config: ")
     assert f"{key_path}:" in message
+
+
+# service.pipelines name configured components only
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "problem"),
+    [
+        ("exporters: [prometheus, otlphttp]",
+         "service.pipelines.metrics.exporters: 'otlphttp' is not a configured exporter "
+         "(configured: feedback, otlp, prometheus)"),
+        ("exporters: [otlp/signoz]", "service.pipelines.metrics.exporters: 'otlp/signoz' is not a configured exporter"),
+        ("receivers: [kafka]",
+         "service.pipelines.metrics.receivers: 'kafka' is not a configured receiver (configured: jsonl, otlp)"),
+        ("processors: [batch]",
+         "service.pipelines.metrics.processors: 'batch' is not a configured processor (configured: session_kpi)"),
+        ("exporters: [otlp, prometheus, otlp]", "service.pipelines.metrics.exporters: 'otlp' is named more than once"),
+    ],
+)  # fmt: skip
+def test_pipelines_name_only_configured_components(pipeline: str, problem: str) -> None:
+    message = config_error(f"service:\n  pipelines:\n    metrics:\n      {pipeline}\n")
+    assert message.startswith(f"config: {problem}")
+
+
+def test_every_pipeline_problem_is_named() -> None:
+    text = "service:\n  pipelines:\n    a:\n      exporters: [signoz]\n    b:\n      receivers: [filelog]\n"
+    message = config_error(text)
+    assert "service.pipelines.a.exporters: 'signoz'" in message
+    assert "service.pipelines.b.receivers: 'filelog'" in message
+
+
+def test_a_pipeline_naming_otlp_turns_the_exporter_on() -> None:
+    text = (
+        "exporters:\n  otlp:\n    endpoint: https://ingest.us.signoz.cloud:443\n"
+        "    headers:\n      signoz-ingestion-key: ${env:SIGNOZ_INGESTION_KEY}\n"
+        "service:\n  pipelines:\n    sessions:\n      receivers: [otlp]\n      processors: [session_kpi]\n"
+        "      exporters: [prometheus, feedback, otlp]\n"
+    )
+    config = parse_config(text, {"SIGNOZ_INGESTION_KEY": "k-123"})
+    assert config.service.uses_exporter("otlp")
+    assert config.exporters.otlp.headers == {"signoz-ingestion-key": "k-123"}
+    assert not config.service.uses_exporter("signoz")
 
 
 def test_invalid_duration_message_gives_the_reason() -> None:
@@ -315,6 +375,7 @@ def test_several_problems_are_all_named() -> None:
         ("receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: h:1\n        tls: {}\n",
          "receivers.otlp.protocols.grpc.tls"),
         ("exporters:\n  prometheus:\n    namespace: kpi\n", "exporters.prometheus.namespace"),
+        ("exporters:\n  otlp:\n    compression: gzip\n", "exporters.otlp.compression"),
         ("service:\n  telemetry: {}\n", "service.telemetry"),
         ("extensions: {}\n", "extensions"),
     ],

@@ -62,6 +62,26 @@ def append_unlocked(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+class LineTail:
+    """Reads the whole lines appended to a file since the last read (a partial last line waits)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+
+    def new_lines(self) -> Iterator[bytes]:
+        """Each complete line added since the previous call, in order."""
+        if not self.path.exists():
+            return
+        with open(self.path, "rb") as handle:
+            handle.seek(self.offset)
+            for raw in handle:
+                if not raw.endswith(b"\n"):
+                    return
+                self.offset += len(raw)
+                yield raw
+
+
 def _ends_mid_line(path: Path) -> bool:
     with open(path, "rb") as handle:
         handle.seek(0, os.SEEK_END)

@@ -14,7 +14,7 @@ import orjson
 
 from kpiloop.exporters.history_line import history_line
 from kpiloop.model import SessionSummary
-from kpiloop.storage import append_unlocked, file_lock
+from kpiloop.storage import LineTail, append_unlocked, file_lock
 
 HISTORY_FILE = Path("history") / "kpis.jsonl"
 
@@ -25,7 +25,7 @@ class HistoryWriter:
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / HISTORY_FILE
         self._revisions: dict[str, int] = {}
-        self._offset = 0
+        self._tail = LineTail(self.path)
         self.malformed_lines = 0
 
     def start(self) -> None:
@@ -53,18 +53,11 @@ class HistoryWriter:
             line = history_line(summary, revision=revision, supersedes=previous)
             append_unlocked(self.path, orjson.dumps(line) + b"\n")
             self._revisions[summary.session_id] = revision
-            self._offset = self.path.stat().st_size
+            self._tail.offset = self.path.stat().st_size
 
     def _refresh(self) -> None:
-        if not self.path.exists():
-            return
-        with open(self.path, "rb") as handle:
-            handle.seek(self._offset)
-            for raw in handle:
-                if not raw.endswith(b"\n"):
-                    break
-                self._offset += len(raw)
-                self._index(raw)
+        for raw in self._tail.new_lines():
+            self._index(raw)
 
     def _index(self, raw: bytes) -> None:
         try:

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from kpiloop.feedback.types import SessionRecord
+from kpiloop.storage import LineTail
 
 MAX_RECORDS_PER_AGENT = 2000
 
@@ -46,25 +47,14 @@ class HistoryIndex:
     """In-memory view of recent sessions per agent type, refreshed from the file's new lines."""
 
     def __init__(self, path: Path, max_per_agent: int = MAX_RECORDS_PER_AGENT) -> None:
-        self._path = path
+        self._tail = LineTail(path)
         self._max = max_per_agent
-        self._offset = 0
         self._agents: dict[str, OrderedDict[str, SessionRecord]] = {}
         self.malformed_lines = 0
 
     def refresh(self) -> int:
         """Read lines appended since the last call; return how many were added."""
-        if not self._path.exists():
-            return 0
-        added = 0
-        with open(self._path, "rb") as handle:
-            handle.seek(self._offset)
-            for raw in handle:
-                if not raw.endswith(b"\n"):
-                    break
-                self._offset += len(raw)
-                added += self._add_line(raw)
-        return added
+        return sum(self._add_line(raw) for raw in self._tail.new_lines())
 
     def records(self, agent_type: str, model: str | None = None) -> list[SessionRecord]:
         """The agent type's sessions, oldest close first; only ``model``'s when given."""

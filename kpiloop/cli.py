@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -17,6 +19,7 @@ from kpiloop.collector.jsonl_replay import LineProblem, expand_paths
 from kpiloop.config import load_config, resolve_data_dir
 from kpiloop.errors import ConfigError
 from kpiloop.exporters.console import SKIPPED, Row
+from kpiloop.feedback.active import disable, enable, is_enabled, load_active, suggestions_of
 from kpiloop.feedback.baseline_view import render_baseline
 from kpiloop.feedback.baselines import BaselineStore
 from kpiloop.identity import sanitize_agent_type, sanitize_session_id
@@ -283,6 +286,75 @@ def uninstall_command(target: str, scope: Scope, dry_run: bool, data_dir: Path |
     except FileNotFoundError:
         raise click.ClickException(f"no kpiloop install recorded for scope {scope!r} in {target_dir}") from None
     click.echo(shown or f"{path}: nothing to change", nl=not shown)
+
+
+@main.group()
+def suggestions() -> None:
+    """List, show, disable or enable the active improvement suggestions."""
+
+
+def _data_dir_of(config_path: Path | None, data_dir: Path | None) -> Path:
+    return resolve_data_dir(data_dir, load_config(config_path), os.environ)
+
+
+@suggestions.command("list")
+@click.option("--agent-type", help="Only this agent type's suggestions.")
+@config_option
+@data_dir_option
+def suggestions_list(agent_type: str | None, config_path: Path | None, data_dir: Path | None) -> None:
+    """One line per active suggestion: id, agent type, state, sessions tracked, estimate, title."""
+    document = load_active(_data_dir_of(config_path, data_dir))
+    entries = suggestions_of(document, str(sanitize_agent_type(agent_type)) if agent_type else None)
+    if not entries:
+        click.echo("no active suggestions: they are activated when sessions close with suggestions")
+    for entry in entries:
+        tracking = entry.get("tracking") or {}
+        state = tracking.get("effectiveness", "TRACKING") if is_enabled(entry) else "DISABLED"
+        estimate = tracking.get("estimate")
+        shown = "-" if estimate is None else f"{estimate:+.3f}"
+        click.echo(
+            f"{entry.get('id')}  {entry.get('agent_type')}  {state}  sessions={tracking.get('session_count', 0)}  "
+            f"estimate={shown}  {entry.get('title', '')}"
+        )
+
+
+@suggestions.command("show")
+@click.argument("suggestion_id")
+@config_option
+@data_dir_option
+def suggestions_show(suggestion_id: str, config_path: Path | None, data_dir: Path | None) -> None:
+    """Print one active suggestion as JSON, with its experiment's tracking."""
+    for entry in suggestions_of(load_active(_data_dir_of(config_path, data_dir))):
+        if entry.get("id") == suggestion_id:
+            click.echo(json.dumps(entry, indent=2))
+            return
+    raise click.ClickException(f"no active suggestion {suggestion_id!r}")
+
+
+@suggestions.command("disable")
+@click.argument("suggestion_id")
+@config_option
+@data_dir_option
+def suggestions_disable(suggestion_id: str, config_path: Path | None, data_dir: Path | None) -> None:
+    """Stop injecting and tracking a suggestion (it keeps its rule out of active.json)."""
+    if not disable(_data_dir_of(config_path, data_dir), suggestion_id, _now_iso()):
+        raise click.ClickException(f"no active suggestion {suggestion_id!r}")
+    click.echo(f"disabled {suggestion_id}")
+
+
+@suggestions.command("enable")
+@click.argument("suggestion_id")
+@config_option
+@data_dir_option
+def suggestions_enable(suggestion_id: str, config_path: Path | None, data_dir: Path | None) -> None:
+    """Resume a disabled suggestion."""
+    if not enable(_data_dir_of(config_path, data_dir), suggestion_id, _now_iso()):
+        raise click.ClickException(f"no active suggestion {suggestion_id!r}")
+    click.echo(f"enabled {suggestion_id}")
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _kpiloop_command() -> str:

@@ -21,6 +21,7 @@ from kpiloop.feedback.config import FeedbackConfig
 from kpiloop.feedback.cusum import update_cusum
 from kpiloop.feedback.history_index import HistoryIndex
 from kpiloop.feedback.incidents import render_incident, write_incident
+from kpiloop.feedback.loop import activate_from, track_and_decide
 from kpiloop.feedback.report import render_report, write_report
 from kpiloop.feedback.rules import effective_rules
 from kpiloop.feedback.suggestions import Suggestion, suggest, suggestions_document, write_suggestions
@@ -78,16 +79,33 @@ class FeedbackStage:
         unfit = alert_rules.unfit_thresholds(recent, thresholds)
         alerts = alert_rules.evaluate_alerts(kpis, baseline, thresholds, unfit, self._config)
         suggestions = suggest(summary, self._rules)
+        active_ids = self._track_experiments(summary, now)
         assessment = Assessment(
             alert_level=alert_rules.alert_level(alerts),
             baselines=_centres(baseline),
             alerts=alerts,
             baseline_status=baseline.status,
+            optimizations_active=active_ids,
         )
         enriched = dataclasses.replace(summary, assessment=assessment)
         self._next.consume(enriched)
         self._learn(enriched, baseline, stored, kpis, now)
         self._write_outputs(enriched, baseline, suggestions, now)
+        self._activate(summary, suggestions, now)
+
+    def _track_experiments(self, summary: SessionSummary, now: str) -> tuple[str, ...]:
+        """Record this session in every running experiment of its agent type; decide, promote, retire."""
+        try:
+            return track_and_decide(summary, self._data_dir, self._config, now)
+        except OSError:  # an unwritable agent file or CLAUDE.md must not stop the close
+            log.exception("impact tracking failed for session %s", summary.session_id)
+            return ()
+
+    def _activate(self, summary: SessionSummary, suggestions: list[Suggestion], now: str) -> None:
+        try:
+            activate_from(summary, suggestions, self._data_dir, self._config, now)
+        except OSError:
+            log.exception("could not activate suggestions of session %s", summary.session_id)
 
     def _learn(
         self,

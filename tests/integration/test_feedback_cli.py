@@ -67,3 +67,24 @@ def test_baselines_show_and_reset(tmp_path):
     assert not (data_dir / "baselines" / "translation-agent.json").exists()
     missing = kpiloop("baselines", "reset", "translation-agent", "--data-dir", str(data_dir))
     assert missing.returncode == 1 and "nothing to reset" in missing.stderr
+
+
+def test_suggestions_are_activated_and_can_be_disabled_and_enabled(tmp_path):
+    data_dir = tmp_path / "data"
+    examples = sorted(str(p) for p in (Path(__file__).parents[2] / "examples").glob("*.jsonl"))
+    assert kpiloop("replay", "--data-dir", str(data_dir), *examples).returncode == 0
+    listed = kpiloop("suggestions", "list", "--data-dir", str(data_dir))
+    assert listed.returncode == 0
+    lines = listed.stdout.splitlines()
+    assert 1 <= len(lines) <= 3  # at most max_active (3) per agent type
+    assert "opt-background-agents  translation-agent  TRACKING" in listed.stdout
+    shown = kpiloop("suggestions", "show", "opt-background-agents", "--data-dir", str(data_dir))
+    assert orjson.loads(shown.stdout)["expected_impact"]["kpi"] == "token_efficiency"
+    assert kpiloop("suggestions", "disable", "opt-background-agents", "--data-dir", str(data_dir)).returncode == 0
+    assert (
+        "opt-background-agents  translation-agent  DISABLED"
+        in kpiloop("suggestions", "list", "--data-dir", str(data_dir)).stdout
+    )
+    assert kpiloop("suggestions", "enable", "opt-background-agents", "--data-dir", str(data_dir)).returncode == 0
+    missing = kpiloop("suggestions", "disable", "opt-nope", "--data-dir", str(data_dir))
+    assert missing.returncode == 1 and "no active suggestion" in missing.stderr

@@ -31,11 +31,15 @@ HOOK_EVENT = "kpiloop.hook"
 SESSION_END_EVENT = "session.end"
 PENDING_DIR = "pending"
 PENDING_FILE = "hook-records.jsonl"
-COMMANDS = ("session-end", "event")
+COMMANDS = ("session-end", "event", "session-start")
 
 
 def main(argv: list[str]) -> int:
     """Run one hook command; always returns 0."""
+    if argv[:1] == ["session-start"]:
+        from kpiloop import session_start  # stdlib only, like this module
+
+        return session_start.run(argv[1:])
     options = _options(argv)
     try:
         payload = _read_payload(sys.stdin.buffer)

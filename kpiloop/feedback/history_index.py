@@ -26,7 +26,7 @@ def record_from_line(line: dict[str, Any]) -> SessionRecord:
         date=str(line.get("date", "")),
         agent_type=str(line["agent_type"]),
         model=str(line.get("model") or "unknown"),
-        kpis=_numbers(line.get("kpis") or {}, "kpis"),
+        kpis=_numbers({**(line.get("kpis") or {}), **_top_level_kpis(line)}, "kpis"),
         baselines={k: v for k, v in _numbers(line.get("baselines") or {}, "baselines").items() if v is not None},
         critical_kpis=frozenset(critical),
         threshold_kpis=frozenset(thresholds),
@@ -80,3 +80,9 @@ class HistoryIndex:
         while len(records) > self._max:
             records.popitem(last=False)
         return 1
+
+
+def _top_level_kpis(line: dict[str, Any]) -> dict[str, Any]:
+    """KPIs the history line keeps beside the plan's ten (``cost_per_output_token``)."""
+    value = line.get("cost_per_output_token")
+    return {} if value is None else {"cost_per_output_token": value}

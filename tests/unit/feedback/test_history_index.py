@@ -199,3 +199,16 @@ def test_records_of_one_model_and_the_alerts_feedback_needs(tmp_path: Path) -> N
     assert record.threshold_kpis == {"error_rate", "active_time_ratio"}
     assert record.baselines == {"token_efficiency": 0.05}
     assert record.date == "2026-02-12T18:28:00Z"
+
+
+def test_cost_per_output_token_kept_beside_the_ten_kpis_is_indexed_as_a_kpi(tmp_path: Path) -> None:
+    writer = HistoryWriter(tmp_path)
+    writer.start()
+    writer.consume(summary("s1"))
+    index = HistoryIndex(writer.path)
+    index.refresh()
+    (record,) = index.records("coder")
+    line = orjson.loads(writer.path.read_bytes())
+    assert line["cost_per_output_token"] is not None
+    assert record.kpis["cost_per_output_token"] == line["cost_per_output_token"]
+    assert record.kpis["token_efficiency"] == line["kpis"]["token_efficiency"]

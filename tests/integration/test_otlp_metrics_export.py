@@ -35,6 +35,7 @@ from kpiloop.exporters.otlp_metrics import OtlpMetrics
 from kpiloop.exporters.otlp_metrics_config import OtlpSettings
 from kpiloop.model import Alert, ApiCall, Assessment, DataCompleteness, SessionSummary, TokenCounts, ToolCall
 from kpiloop.pipeline import Endpoints, Server, build_server
+from kpiloop.testing import make_summary
 from kpiloop.types import AgentType, SessionId, SystemClock
 
 S = 1_000_000_000
@@ -178,7 +179,7 @@ def settings(endpoint: str, protocol: str, **changes: object) -> OtlpSettings:
 
 
 def summary() -> SessionSummary:
-    return SessionSummary(
+    return make_summary(
         session_id=SessionId(SESSION), agent_type=AgentType(AGENT), model=MODEL, start_ns=T0, end_ns=T0 + 60 * S,
         tokens=TokenCounts(input=1500, output=500), cost_usd=0.012, api_requests=2, api_errors=0, tool_calls=2,
         tool_failures=1, tool_denials=0, tools_by_name={"Read": 1, "Bash": 1}, management_tool_calls=0,
@@ -186,7 +187,6 @@ def summary() -> SessionSummary:
         reported_active_seconds=None, prompts=1, lines_added=0, lines_removed=0, subagents={}, quality={},
         kpis={"token_efficiency": 0.25, "error_rate": 0.25, "active_time_ratio": 2 / 3},
         cost_per_output_token=0.012 / 500, data_completeness=DataCompleteness(api_calls=True, tool_calls=True),
-        close_reason="session_end",
         assessment=Assessment("CRITICAL", {}, (Alert("error_rate", "CRITICAL", "threshold", 0.25),)),
     )  # fmt: skip
 

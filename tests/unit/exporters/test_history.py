@@ -8,7 +8,8 @@ import orjson
 from kpiloop.exporters.history import HistoryWriter
 from kpiloop.exporters.history_line import history_line
 from kpiloop.model import KPI_NAMES, DataCompleteness, SessionSummary, TokenCounts
-from kpiloop.types import AgentType, SessionId
+from kpiloop.testing import make_summary
+from kpiloop.types import SessionId
 
 HISTORY_KEYS = {
     "session_id", "date", "agent_type", "model", "duration_seconds", "kpis", "baselines", "optimizations_active",
@@ -19,36 +20,12 @@ HISTORY_KEYS = {
 
 
 def summary(session_id: str = "s-1", output: int = 10) -> SessionSummary:
-    return SessionSummary(
+    return make_summary(
         session_id=SessionId(session_id),
-        agent_type=AgentType("coder"),
-        model="claude-sonnet-4-5",
-        start_ns=1_770_920_880 * 10**9,
-        end_ns=1_770_920_940 * 10**9,
         tokens=TokenCounts(input=90, output=output, cache_read=900, cache_write_5m=5, cache_write_1h=5),
-        cost_usd=0.25,
-        api_requests=2,
-        api_errors=0,
-        tool_calls=3,
-        tool_failures=1,
-        tool_denials=1,
-        tools_by_name={"Read": 2, "Bash": 1},
-        management_tool_calls=0,
-        productive_tool_calls=3,
-        tasks_created=0,
-        tasks_completed=None,
-        task_updates=0,
-        active_seconds=30.0,
-        reported_active_seconds=None,
-        prompts=1,
-        lines_added=0,
-        lines_removed=0,
-        subagents={},
-        quality={},
         kpis={"token_efficiency": 0.01, "error_rate": 0.2},
         cost_per_output_token=0.025,
         data_completeness=DataCompleteness(api_calls=True, tool_calls=True, sources=("genai",)),
-        close_reason="session_end",
     )
 
 

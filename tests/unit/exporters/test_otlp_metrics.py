@@ -32,7 +32,8 @@ from kpiloop.exporters.otlp_metrics import (
     tool_call_recordings,
 )
 from kpiloop.exporters.otlp_metrics_config import OtlpSettings
-from kpiloop.model import Alert, ApiCall, Assessment, DataCompleteness, SessionSummary, TokenCounts, ToolCall
+from kpiloop.model import Alert, ApiCall, Assessment, DataCompleteness, SessionSummary, ToolCall
+from kpiloop.testing import make_summary
 from kpiloop.types import AgentType, SessionId
 
 AGENT, MODEL, SESSION = "coder", "claude-sonnet-4-5", "s-1"
@@ -40,36 +41,15 @@ T0 = 1_770_920_880 * 10**9
 
 
 def summary(assessment: Assessment | None = None, close_count: int = 1) -> SessionSummary:
-    return SessionSummary(
+    return make_summary(
         session_id=SessionId(SESSION),
         agent_type=AgentType(AGENT),
         model=MODEL,
         start_ns=T0,
         end_ns=T0 + 60 * 10**9,
-        tokens=TokenCounts(input=90, output=10, cache_read=900, cache_write_5m=5, cache_write_1h=5),
-        cost_usd=0.25,
-        api_requests=2,
-        api_errors=0,
-        tool_calls=3,
-        tool_failures=1,
-        tool_denials=1,
-        tools_by_name={"Read": 2, "Bash": 1},
-        management_tool_calls=0,
-        productive_tool_calls=3,
-        tasks_created=0,
-        tasks_completed=None,
-        task_updates=0,
-        active_seconds=30.0,
-        reported_active_seconds=None,
-        prompts=1,
-        lines_added=0,
-        lines_removed=0,
-        subagents={},
-        quality={},
         kpis={"token_efficiency": 0.01, "error_rate": 0.2, "task_completion_rate": None, "cache_efficiency": 0.9},
         cost_per_output_token=0.025,
         data_completeness=DataCompleteness(api_calls=True, tool_calls=True),
-        close_reason="session_end",
         close_count=close_count,
         assessment=assessment,
     )

@@ -10,6 +10,7 @@ from kpiloop.exporters.history import HistoryWriter
 from kpiloop.exporters.history_line import history_line
 from kpiloop.feedback.history_index import HistoryIndex
 from kpiloop.model import Alert, Assessment, DataCompleteness, SessionSummary, TokenCounts
+from kpiloop.testing import make_summary
 from kpiloop.types import AgentType, SessionId
 
 MODEL = "claude-sonnet-4-5"
@@ -22,36 +23,17 @@ def summary(
     token_efficiency: float | None = 0.05,
     assessment: Assessment | None = None,
 ) -> SessionSummary:
-    return SessionSummary(
+    return make_summary(
         session_id=SessionId(session_id),
         agent_type=AgentType(agent_type),
         model=model,
-        start_ns=1_770_920_880 * 10**9,
-        end_ns=1_770_920_940 * 10**9,
         tokens=TokenCounts(input=90, output=10, cache_read=900),
-        cost_usd=0.25,
-        api_requests=2,
-        api_errors=0,
-        tool_calls=3,
         tool_failures=0,
         tool_denials=0,
         tools_by_name={"Read": 3},
-        management_tool_calls=0,
-        productive_tool_calls=3,
-        tasks_created=0,
-        tasks_completed=None,
-        task_updates=0,
-        active_seconds=30.0,
-        reported_active_seconds=None,
-        prompts=1,
-        lines_added=0,
-        lines_removed=0,
-        subagents={},
-        quality={},
         kpis={"token_efficiency": token_efficiency, "error_rate": 0.0},
         cost_per_output_token=0.025,
         data_completeness=DataCompleteness(api_calls=True, tool_calls=True, sources=("genai",)),
-        close_reason="session_end",
         assessment=assessment,
     )
 

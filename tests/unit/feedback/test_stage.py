@@ -17,7 +17,7 @@ from kpiloop.feedback.config import FeedbackConfig
 from kpiloop.feedback.stage import FeedbackStage
 from kpiloop.model import DataCompleteness, SessionSummary, TokenCounts
 from kpiloop.pipeline import FanOut
-from kpiloop.testing import FakeClock, ListSink
+from kpiloop.testing import FakeClock, ListSink, make_summary
 from kpiloop.types import AgentType, SessionId
 
 TESTDATA = Path(__file__).parents[2] / "testdata"
@@ -47,7 +47,7 @@ def summary(
     }
     values.update(kpis)
     start = 1_770_000_000 + index * 3_600
-    return SessionSummary(
+    return make_summary(
         session_id=SessionId(session_id or f"s-{index:03d}"),
         agent_type=AgentType(agent_type),
         model=model,
@@ -56,27 +56,18 @@ def summary(
         tokens=TokenCounts(input=1_000, output=500, cache_read=9_000),
         cost_usd=0.05,
         api_requests=10,
-        api_errors=0,
         tool_calls=20,
         tool_failures=0,
         tool_denials=0,
         tools_by_name={"Read": 10, "Edit": 10},
-        management_tool_calls=0,
         productive_tool_calls=20,
-        tasks_created=0,
-        tasks_completed=None,
-        task_updates=0,
         active_seconds=420.0,
-        reported_active_seconds=None,
         prompts=2,
         lines_added=10,
         lines_removed=2,
-        subagents={},
-        quality={},
         kpis=values,
         cost_per_output_token=0.0001,
         data_completeness=DataCompleteness(api_calls=True, tool_calls=True, sources=("claude_code",)),
-        close_reason="session_end",
         close_count=close_count,
     )
 

@@ -103,6 +103,11 @@ class ObserverFanOut:
         for observer in self._observers:
             observer.incident(agent_type, kpi)
 
+    def suggestions_counted(self, agent_type: str, counts: Mapping[str, int]) -> None:
+        """Pass suggestion counts on."""
+        for observer in self._observers:
+            observer.suggestions_counted(agent_type, counts)
+
 
 @dataclass
 class ReplayPipeline:

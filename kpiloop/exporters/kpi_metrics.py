@@ -3,6 +3,8 @@ counters as calls are counted, and kpiloop's own receiver counters."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from kpiloop.exporters import catalogue as c
 from kpiloop.exporters.metrics_store import MetricsStore
 from kpiloop.model import KPI_DIRECTIONS, ApiCall, SessionSummary, ToolCall
@@ -47,6 +49,11 @@ class KpiMetrics:
     def incident(self, agent_type: str, kpi: str) -> None:
         """Count an incident opened for sustained degradation."""
         self._store.add(c.INCIDENTS, (agent_type, kpi), 1)
+
+    def suggestions_counted(self, agent_type: str, counts: Mapping[str, int]) -> None:
+        """Publish how many suggestions of ``agent_type`` are active, promoted and retired."""
+        for state, count in counts.items():
+            self._store.set(c.SUGGESTIONS, (agent_type, state), count)
 
     def api_call(self, call: ApiCall, cost_usd: float | None) -> None:
         """Count a call's tokens and cost as soon as the processor counted the call."""

@@ -126,6 +126,11 @@ def incident_recordings(agent_type: str, kpi: str) -> list[Recording]:
     return [_recording(c.INCIDENTS, 1, (agent_type, kpi))]
 
 
+def suggestion_recordings(agent_type: str, counts: Mapping[str, int]) -> list[Recording]:
+    """How many suggestions of ``agent_type`` are in each state: one gauge value per state."""
+    return [_recording(c.SUGGESTIONS, count, (agent_type, state)) for state, count in counts.items()]
+
+
 def _recording(metric: c.MetricDef, value: float, labels: Sequence[str], session: str | None = None) -> Recording:
     attributes = dict(zip(metric.labels, labels, strict=True))
     if session is not None:
@@ -217,6 +222,10 @@ class OtlpMetrics:
     def incident(self, agent_type: str, kpi: str) -> None:
         """Count an incident opened for sustained degradation."""
         self._apply(incident_recordings(agent_type, kpi))
+
+    def suggestions_counted(self, agent_type: str, counts: Mapping[str, int]) -> None:
+        """Publish how many suggestions of ``agent_type`` are in each state."""
+        self._apply(suggestion_recordings(agent_type, counts))
 
     def session_empty(self) -> None:
         """A self-metric: on /metrics only."""

@@ -24,6 +24,8 @@ from kpiloop.feedback.incidents import render_incident, write_incident
 from kpiloop.feedback.loop import activate_from, track_and_decide
 from kpiloop.feedback.report import render_report, write_report
 from kpiloop.feedback.rules import effective_rules
+from kpiloop.feedback.suggestion_states import STATES as SUGGESTION_STATES
+from kpiloop.feedback.suggestion_states import read_states
 from kpiloop.feedback.suggestions import Suggestion, suggest, suggestions_document, write_suggestions
 from kpiloop.feedback.transforms import KPI_SCALES
 from kpiloop.feedback.types import Baseline, KpiBaseline, SessionRecord
@@ -59,8 +61,9 @@ class FeedbackStage:
         self.history = HistoryIndex(data_dir / HISTORY_FILE)
 
     def start(self) -> None:
-        """Read the history already on disk."""
+        """Read the history already on disk; publish the suggestion counts already on disk."""
         self.history.refresh()
+        self._publish_suggestions(None)
 
     def shutdown(self) -> None:
         """Nothing buffered: every file is written when ``consume`` returns."""
@@ -92,6 +95,7 @@ class FeedbackStage:
         self._learn(enriched, baseline, stored, kpis, now)
         self._write_outputs(enriched, baseline, suggestions, now)
         self._activate(summary, suggestions, now)
+        self._publish_suggestions(summary.agent_type)
 
     def _track_experiments(self, summary: SessionSummary, now: str) -> tuple[str, ...]:
         """Record this session in every running experiment of its agent type; decide, promote, retire."""
@@ -155,6 +159,16 @@ class FeedbackStage:
         trends = {kpi: [r.kpis.get(kpi) for r in records] for kpi in KPI_DIRECTIONS}
         text = render_report(summary, baseline, summary.assessment, suggestions, trends)
         write_report(self._data_dir, summary.session_id, text)
+
+    def _publish_suggestions(self, agent_type: str | None) -> None:
+        """Tell the observer the suggestion counts of ``agent_type`` (of every agent type when None)."""
+        if self._observer is None:
+            return
+        states = read_states(self._data_dir)
+        if agent_type is not None:
+            states = {agent_type: states.get(agent_type, dict.fromkeys(SUGGESTION_STATES, 0))}
+        for agent, counts in sorted(states.items()):
+            self._observer.suggestions_counted(agent, counts)
 
     def _publish_baseline(self, baseline: Baseline) -> None:
         if self._observer is None:

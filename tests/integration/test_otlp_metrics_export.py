@@ -235,6 +235,7 @@ def test_exact_data_points_reach_a_real_otlp_receiver(capture, protocol):
         otlp.consume(summary())
         otlp.baseline_updated(AGENT, "error_rate", -2.0, 0.5)
         otlp.incident(AGENT, "error_rate")
+        otlp.suggestions_counted(AGENT, {"active": 2, "promoted": 1, "retired": 0})
         otlp.gauge_callback(c.OPEN_SESSIONS, lambda: {(AGENT,): 2.0})
         assert otlp.force_flush()
     finally:
@@ -251,6 +252,9 @@ def test_exact_data_points_reach_a_real_otlp_receiver(capture, protocol):
     assert got["agent.performance.baseline", attrs(agent_type=AGENT, kpi="error_rate", stat="center")] == -2.0
     assert got["agent.performance.baseline", attrs(agent_type=AGENT, kpi="error_rate", stat="scale")] == 0.5
     assert got["agent.performance.open_sessions", attrs(agent_type=AGENT)] == 2.0
+    assert got["agent.performance.suggestions", attrs(agent_type=AGENT, state="active")] == 2
+    assert got["agent.performance.suggestions", attrs(agent_type=AGENT, state="promoted")] == 1
+    assert got["agent.performance.suggestions", attrs(agent_type=AGENT, state="retired")] == 0
     for kpi, value in [("token_efficiency", 0.25), ("error_rate", 0.25), ("active_time_ratio", 2 / 3)]:
         assert got[f"agent.performance.{kpi}", LABELS] == (1, value, buckets_with_one(kpi, value))
     cost_per_token = 0.012 / 500

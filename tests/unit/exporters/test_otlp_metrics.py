@@ -27,6 +27,7 @@ from kpiloop.exporters.otlp_metrics import (
     baseline_recordings,
     incident_recordings,
     late_cost_recordings,
+    suggestion_recordings,
     summary_recordings,
     temporality_preference,
     tool_call_recordings,
@@ -204,6 +205,9 @@ def test_the_mapping_records_what_the_prometheus_side_records():
     recordings += baseline_recordings(AGENT, "error_rate", -1.0, 0.5)
     kpi_metrics.incident(AGENT, "error_rate")
     recordings += incident_recordings(AGENT, "error_rate")
+    for counts in ({"active": 3, "promoted": 0, "retired": 1}, {"active": 2, "promoted": 1, "retired": 1}):
+        kpi_metrics.suggestions_counted(AGENT, counts)
+        recordings += suggestion_recordings(AGENT, counts)
 
     from_mapping: dict[tuple[str, tuple[str, ...]], float] = defaultdict(float)
     for r in recordings:

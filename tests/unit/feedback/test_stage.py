@@ -6,6 +6,7 @@ import json
 import math
 import random
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,12 +79,16 @@ class Observer:
 
     incidents: list[tuple[str, str]] = field(default_factory=list)
     baselines: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+    suggestions: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def baseline_updated(self, agent_type: str, kpi: str, center: float, scale: float) -> None:
         self.baselines[(agent_type, kpi)] = (center, scale)
 
     def incident(self, agent_type: str, kpi: str) -> None:
         self.incidents.append((agent_type, kpi))
+
+    def suggestions_counted(self, agent_type: str, counts: Mapping[str, int]) -> None:
+        self.suggestions[agent_type] = dict(counts)
 
 
 @dataclass
@@ -250,3 +255,16 @@ def test_a_history_line_with_unusable_kpis_does_not_stop_later_closes(tmp_path: 
     assert h.history()[-1]["session_id"] == "s-006"
     assert h.stage.history.malformed_lines == 1
     assert h.baseline_file()["session_count"] == 7
+
+
+def test_the_observer_is_told_the_suggestion_counts_at_start_and_after_each_close(tmp_path: Path) -> None:
+    ledger = tmp_path / "optimizations" / "retired.jsonl"
+    ledger.parent.mkdir(parents=True)
+    ledger.write_text(json.dumps({"id": "opt-old", "agent_type": "reviewer", "state": "promoted"}) + "\n")
+    h = harness(tmp_path)
+    assert h.observer.suggestions == {"reviewer": {"active": 0, "promoted": 1, "retired": 0}}
+    h.close(summary(0, token_efficiency=0.005))
+    active = json.loads((tmp_path / "optimizations" / "active.json").read_bytes())["suggestions"]
+    mine = [e for e in active if e["agent_type"] == AGENT]
+    assert 1 <= len(mine) <= FeedbackConfig().max_active
+    assert h.observer.suggestions[AGENT] == {"active": len(mine), "promoted": 0, "retired": 0}

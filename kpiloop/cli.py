@@ -22,6 +22,7 @@ from kpiloop.exporters.console import SKIPPED, Row
 from kpiloop.feedback.active import disable, enable, is_enabled, load_active, suggestions_of
 from kpiloop.feedback.baseline_view import render_baseline
 from kpiloop.feedback.baselines import BaselineStore
+from kpiloop.feedback.pages import acknowledge, load_pages
 from kpiloop.identity import sanitize_agent_type, sanitize_session_id
 from kpiloop.install import InstallOptions, Scope, install, settings_path, uninstall
 from kpiloop.pipeline import Endpoints, build_replay_pipeline, build_server
@@ -351,6 +352,56 @@ def suggestions_enable(suggestion_id: str, config_path: Path | None, data_dir: P
     if not enable(_data_dir_of(config_path, data_dir), suggestion_id, _now_iso()):
         raise click.ClickException(f"no active suggestion {suggestion_id!r}")
     click.echo(f"enabled {suggestion_id}")
+
+
+@main.group()
+def alerts() -> None:
+    """List or acknowledge pages (incidents and CRITICAL hard thresholds)."""
+
+
+@alerts.command("list")
+@click.option("--agent-type", help="Only this agent type's pages.")
+@click.option("--all", "show_all", is_flag=True, help="Acknowledged pages too.")
+@config_option
+@data_dir_option
+def alerts_list(agent_type: str | None, show_all: bool, config_path: Path | None, data_dir: Path | None) -> None:
+    """One line per page: id, state, kind, KPI, session, opened."""
+    document = load_pages(_data_dir_of(config_path, data_dir))
+    wanted = str(sanitize_agent_type(agent_type)) if agent_type else None
+    shown = [
+        page
+        for page in document["pages"]
+        if isinstance(page, dict) and wanted in (None, page.get("agent_type"))
+        and (show_all or not page.get("acknowledged_at"))
+    ]  # fmt: skip
+    if not shown:
+        click.echo("no open pages" if not show_all else "no pages")
+    for page in shown:
+        state = f"acknowledged {page['acknowledged_at']}" if page.get("acknowledged_at") else "OPEN"
+        click.echo(
+            f"{page.get('id')}  {state}  {page.get('kind')}  {page.get('kpi')}  "
+            f"session={page.get('session_id')}  opened={page.get('opened_at')}"
+        )
+
+
+@alerts.command("ack")
+@click.argument("page_ids", nargs=-1)
+@click.option("--agent-type", help="Acknowledge this agent type's open pages (all of them without page ids).")
+@config_option
+@data_dir_option
+def alerts_ack(
+    page_ids: tuple[str, ...], agent_type: str | None, config_path: Path | None, data_dir: Path | None
+) -> None:
+    """Acknowledge pages: the ones named, else every open page (of --agent-type when given)."""
+    wanted = str(sanitize_agent_type(agent_type)) if agent_type else None
+    done = acknowledge(_data_dir_of(config_path, data_dir), _now_iso(), page_ids, wanted)
+    missing = sorted(set(page_ids) - set(done))
+    for page_id in done:
+        click.echo(f"acknowledged {page_id}")
+    if missing:
+        raise click.ClickException(f"no open page {', '.join(map(repr, missing))}")
+    if not done:
+        click.echo("no open pages")
 
 
 def _now_iso() -> str:

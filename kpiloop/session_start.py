@@ -16,9 +16,14 @@ The assignment is appended to ``{data_dir}/optimizations/assignments.jsonl`` (on
 with the agent type and ``cwd``) so the close can tell treated from control sessions, and the
 SessionStart is forwarded to the collector like ``kpiloop hook event`` does.
 
+Pages (``alerts/pages.json``, :mod:`kpiloop.feedback.pages`): an acknowledged incident is no
+longer listed as open; an open CRITICAL hard-threshold page is listed too. When the feedback config
+has ``block_on_critical`` (copied into pages.json by every close, since this path reads no YAML),
+the agent type's unacknowledged pages are also shown to the user as ``systemMessage`` until
+``kpiloop alerts ack``.
+
 It never breaks a session: it exits 0, prints ``{}`` on any internal error and notes the error in
-``{data_dir}/logs/hooks.log``. ``block_on_critical`` (a ``systemMessage`` for unacknowledged pages)
-is not handled here: that setting lives in the YAML config, which this stdlib-only path does not read.
+``{data_dir}/logs/hooks.log``.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ MAX_MAGNITUDE_CHARS = 80
 MAX_SUGGESTION_ID_CHARS = 200
 MAX_PATH_CHARS = 500
 ASSIGNMENTS_FILE = ("optimizations", "assignments.jsonl")
+PAGES_FILE = ("alerts", "pages.json")
+"""Written by the feedback stage (:mod:`kpiloop.feedback.pages`)."""
 
 KPI_NAMES: tuple[str, ...] = (
     "token_efficiency",
@@ -88,12 +95,16 @@ def run(argv: list[str]) -> int:
         payload = hooks._read_payload(sys.stdin.buffer)
         agent_type = resolve_agent_type(options["agent_type"], payload.get("cwd"))
         session_id = sanitize_session_id(payload.get("session_id"))
-        context, included, excluded, omitted = build_context(options["data_dir"], agent_type, session_id, time.time())
+        pages = read_pages(options["data_dir"])
+        context, included, excluded, omitted = build_context(
+            options["data_dir"], agent_type, session_id, time.time(), pages
+        )
+        message = system_message(pages, agent_type)
     except Exception as error:  # never break the session: an empty, valid answer
         _emit({})
         _note_error(options["data_dir"], error)
         return 0
-    _emit(hook_output(context))
+    _emit(hook_output(context, message))
     if session_id is not None:
         _guarded(options["data_dir"], record_assignment, options["data_dir"], session_id, agent_type, payload,
                  included, excluded, omitted)  # fmt: skip
@@ -101,11 +112,37 @@ def run(argv: list[str]) -> int:
     return 0
 
 
-def hook_output(context: str) -> dict[str, Any]:
-    """The hook's JSON answer: ``{}`` for no context, else ``hookSpecificOutput`` with it."""
-    if not context:
+def hook_output(context: str, message: str = "") -> dict[str, Any]:
+    """The hook's JSON answer: ``hookSpecificOutput`` with the context when there is one, and
+    ``systemMessage`` (shown to the user) when there is a message; ``{}`` for neither."""
+    answer: dict[str, Any] = {}
+    if context:
+        answer["hookSpecificOutput"] = {"hookEventName": "SessionStart", "additionalContext": context}
+    if message:
+        answer["systemMessage"] = message
+    return answer
+
+
+def read_pages(data_dir: str) -> dict[str, Any]:
+    """The pages document (``{}`` when missing or corrupt; a corrupt file is noted in hooks.log)."""
+    document = _read_json(data_dir, *PAGES_FILE)
+    if not isinstance(document, dict) or not isinstance(document.get("pages", []), list):
         return {}
-    return {"hookSpecificOutput": {"hookEventName": "SessionStart", "additionalContext": context}}
+    return document
+
+
+def system_message(pages: dict[str, Any], agent_type: str) -> str:
+    """With ``block_on_critical``: the agent type's unacknowledged pages, for the user; else ``""``."""
+    if pages.get("block_on_critical") is not True:
+        return ""
+    found = sorted({f"{page['kpi']} ({_KIND_WORDS[page['kind']]})" for page in _clean_pages(pages, agent_type)})
+    if not found:
+        return ""
+    return (
+        f"kpiloop: {len(found)} unacknowledged page{'s' if len(found) != 1 else ''} for agent type {agent_type}: "
+        + ", ".join(found[:MAX_INCIDENTS])
+        + ". See `kpiloop alerts list`; acknowledge with `kpiloop alerts ack`."
+    )
 
 
 # --- agent type -------------------------------------------------------------------------------
@@ -163,11 +200,12 @@ def read_agent_type_line(path: str) -> str | None:
 
 
 def build_context(
-    data_dir: str, agent_type: str, session_id: str | None, now: float
+    data_dir: str, agent_type: str, session_id: str | None, now: float, pages: dict[str, Any] | None = None
 ) -> tuple[str, list[str], list[str], list[str]]:
     """The additionalContext text and the suggestion ids included, excluded (control) and omitted (no room)."""
+    pages = pages if pages is not None else {}
     baselines = baseline_section(_read_json(data_dir, "baselines", f"{agent_type}.json"), agent_type)
-    warnings = incident_section(data_dir, agent_type, now)
+    warnings = warning_section(data_dir, agent_type, now, pages)
     header = f"# kpiloop performance context (agent type: {agent_type})\n"
     room = max(0, CONTEXT_BUDGET - len(header) - len(baselines) - len(warnings))
     suggestions = active_suggestions(_read_json(data_dir, "optimizations", "active.json"), agent_type)
@@ -268,18 +306,45 @@ def suggestion_block(entry: dict[str, str]) -> str:
     return "".join(lines) + "\n"
 
 
-def incident_section(data_dir: str, agent_type: str, now: float) -> str:
-    """One line per KPI with an incident report of ``agent_type`` younger than 7 days (newest report)."""
+def warning_section(data_dir: str, agent_type: str, now: float, pages: dict[str, Any]) -> str:
+    """The "Open Warnings" section: open incidents, then open CRITICAL hard-threshold pages."""
+    acknowledged = {
+        f"{page['agent_type']}-{page['kpi']}-{page['opened_at'].replace(':', '').replace('-', '')}"
+        for page in _clean_pages(pages, agent_type, acknowledged=True)
+        if page["kind"] == "incident"
+    }
+    lines = incident_lines(data_dir, agent_type, now, acknowledged)
+    thresholds = sorted(
+        (page for page in _clean_pages(pages, agent_type) if page["kind"] == "threshold"),
+        key=lambda page: page["opened_at"],
+        reverse=True,
+    )
+    seen: set[str] = set()
+    for page in thresholds:
+        if page["kpi"] in seen or len(lines) >= MAX_INCIDENTS:
+            continue
+        seen.add(page["kpi"])
+        value = _number(page.get("value"))
+        shown = f" at {_fixed(value)}" if value is not None else ""
+        lines.append(
+            f"- Open page: {page['kpi']} crossed its CRITICAL hard threshold{shown} ({page['opened_at'][:10]})\n"
+        )
+    return "\n## Open Warnings\n\n" + "".join(lines) if lines else ""
+
+
+def incident_lines(data_dir: str, agent_type: str, now: float, acknowledged: set[str]) -> list[str]:
+    """One line per KPI with an incident report of ``agent_type`` younger than 7 days (newest report),
+    leaving out reports whose page was acknowledged (``acknowledged`` holds their file stems)."""
     folder = os.path.join(data_dir, "incidents")
     prefix = f"{agent_type}-"
     newest: dict[str, tuple[float, str]] = {}
     try:
         entries = list(os.scandir(folder))
     except OSError:
-        return ""
+        return []
     for item in entries:
         name = item.name
-        if not name.startswith(prefix) or not name.endswith(".md"):
+        if not name.startswith(prefix) or not name.endswith(".md") or name[: -len(".md")] in acknowledged:
             continue
         rest = name[len(prefix) : -len(".md")]
         kpi = next((k for k in KPI_NAMES if rest.startswith(k + "-") and _safe_stamp(rest[len(k) + 1 :])), None)
@@ -292,11 +357,27 @@ def incident_section(data_dir: str, agent_type: str, now: float) -> str:
         if now - mtime > INCIDENT_MAX_AGE_S or (kpi in newest and newest[kpi][0] >= mtime):
             continue
         newest[kpi] = (mtime, os.path.join(folder, name))
-    if not newest:
-        return ""
     ordered = sorted(newest.items(), key=lambda item: -item[1][0])[:MAX_INCIDENTS]
-    lines = [f"- Open incident: {kpi} degraded (see {_shown(path)})\n" for kpi, (_, path) in ordered]
-    return "\n## Open Warnings\n\n" + "".join(lines)
+    return [f"- Open incident: {kpi} degraded (see {_shown(path)})\n" for kpi, (_, path) in ordered]
+
+
+_KIND_WORDS = {"incident": "sustained degradation", "threshold": "hard threshold"}
+
+
+def _clean_pages(pages: dict[str, Any], agent_type: str, acknowledged: bool = False) -> list[dict[str, Any]]:
+    """The well-formed pages of ``agent_type``, open ones (or acknowledged ones), with known KPI and kind."""
+    found = []
+    for page in pages.get("pages", []):
+        if not isinstance(page, dict) or page.get("agent_type") != agent_type:
+            continue
+        if page.get("kpi") not in KPI_NAMES or page.get("kind") not in _KIND_WORDS:
+            continue
+        opened = page.get("opened_at")
+        if not isinstance(opened, str) or not _safe_stamp(opened.replace(":", "")):
+            continue
+        if bool(page.get("acknowledged_at")) == acknowledged:
+            found.append(page)
+    return found
 
 
 # --- side effects -----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from kpiloop.feedback.cusum import update_cusum
 from kpiloop.feedback.history_index import HistoryIndex
 from kpiloop.feedback.incidents import render_incident, write_incident
 from kpiloop.feedback.loop import activate_from, track_and_decide
+from kpiloop.feedback.pages import new_page, record_pages
 from kpiloop.feedback.report import render_report, write_report
 from kpiloop.feedback.rules import effective_rules
 from kpiloop.feedback.suggestion_states import STATES as SUGGESTION_STATES
@@ -92,9 +93,10 @@ class FeedbackStage:
         )
         enriched = dataclasses.replace(summary, assessment=assessment)
         self._next.consume(enriched)
-        self._learn(enriched, baseline, stored, kpis, now)
+        incidents = self._learn(enriched, baseline, stored, kpis, now)
         self._write_outputs(enriched, baseline, suggestions, now)
         self._activate(summary, suggestions, now)
+        self._page(enriched, incidents, now)
         self._publish_suggestions(summary.agent_type)
 
     def _track_experiments(self, summary: SessionSummary, now: str) -> tuple[str, ...]:
@@ -118,7 +120,8 @@ class FeedbackStage:
         stored: Baseline | None,
         kpis: dict[str, float | None],
         now: str,
-    ) -> None:
+    ) -> list[str]:
+        """Update the baseline with this session; returns the KPIs whose incident opened now."""
         agent, model = summary.agent_type, summary.model
         cusum, fired = dict(baseline.cusum), frozenset[str]()
         z: dict[str, float | None] = {}
@@ -141,6 +144,22 @@ class FeedbackStage:
             step = min(z.get(kpi) or 0.0, self._config.cusum_h / 2)  # update_cusum caps each z at h / 2
             fired_at = baseline.cusum.get(kpi, 0.0) + step - self._config.cusum_k  # S before reset
             self._open_incident(agent, kpi, fired_at, records, now)
+        return sorted(fired)
+
+    def _page(self, summary: SessionSummary, incidents: list[str], now: str) -> None:
+        """Record this close's pages (incidents, CRITICAL hard thresholds) for ``kpiloop alerts``."""
+        assert summary.assessment is not None
+        pages = [new_page(summary.agent_type, kpi, "incident", summary.session_id, now, None) for kpi in incidents]
+        if summary.close_count == 1:
+            pages += [
+                new_page(summary.agent_type, alert.kpi, "threshold", summary.session_id, now, alert.value)
+                for alert in summary.assessment.alerts
+                if alert.kind == "threshold" and alert.severity == "CRITICAL"
+            ]
+        try:
+            record_pages(self._data_dir, pages, self._config.block_on_critical)
+        except OSError:
+            log.exception("could not record the pages of session %s", summary.session_id)
 
     def _open_incident(self, agent: str, kpi: str, cusum: float, records: list[SessionRecord], now: str) -> None:
         stamp = now.replace(":", "").replace("-", "")

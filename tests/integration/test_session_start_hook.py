@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from kpiloop.sample_sessions import en_session, write_daily_files
+
 AGENT = "translation-agent"
 MARKER = "TELEMETRY-FREE-TEXT-77c1"
 HEAVY = ("pydantic", "orjson", "yaml", "click", "prometheus_client", "grpc", "opentelemetry")
@@ -44,14 +46,19 @@ def run_start(
 def check_hook_json(stdout: bytes) -> dict[str, Any]:
     """Claude Code's SessionStart hook answer: ``{}``, or exactly
     ``{"hookSpecificOutput": {"hookEventName": "SessionStart", "additionalContext": str}}`` with
-    the context under 10,000 characters. One JSON object, nothing else on stdout."""
+    the context under 10,000 characters, and/or a short ``systemMessage`` for the user. One JSON
+    object, nothing else on stdout."""
     text = stdout.decode("utf-8")
     assert text.endswith("\n") and text.count("\n") == 1, text
     answer = json.loads(text)
     assert isinstance(answer, dict)
     if not answer:
         return answer
-    assert set(answer) == {"hookSpecificOutput"}
+    assert set(answer) in ({"hookSpecificOutput"}, {"hookSpecificOutput", "systemMessage"}, {"systemMessage"})
+    if "systemMessage" in answer:
+        assert isinstance(answer["systemMessage"], str) and 0 < len(answer["systemMessage"]) < 2_000
+    if "hookSpecificOutput" not in answer:
+        return answer
     specific = answer["hookSpecificOutput"]
     assert isinstance(specific, dict)
     assert set(specific) == {"hookEventName", "additionalContext"}
@@ -239,3 +246,51 @@ def test_forwarded_to_a_running_collector(serve: Any) -> None:
     assert not serve.pending_path.exists() or not serve.pending_path.read_bytes().strip()
     assert assignments(serve.data_dir)[0]["session_id"] == "sess-forwarded"
     assert serve.process.poll() is None
+
+
+def kpiloop_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kpiloop", *args], capture_output=True, text=True, env=dict(os.environ), timeout=120
+    )
+
+
+def test_block_on_critical_shows_an_unacknowledged_page_until_it_is_acknowledged(tmp_path: Path) -> None:
+    """The plan's E&N session crosses CRITICAL hard thresholds: with ``block_on_critical`` its pages
+    are shown as ``systemMessage`` at every session start of its agent type until ``kpiloop alerts ack``."""
+    data, config = tmp_path / "data", tmp_path / "otel-config.yaml"
+    config.write_text("exporters:\n  feedback:\n    block_on_critical: true\n")
+    files = write_daily_files(tmp_path / "telemetry", [en_session()])
+    replayed = kpiloop_cli("replay", "--config", str(config), "--data-dir", str(data), *map(str, files))
+    assert replayed.returncode == 0, replayed.stderr
+    agent = "translation-agent"
+
+    listed = kpiloop_cli("alerts", "list", "--data-dir", str(data))
+    open_kpis = sorted(line.split()[3] for line in listed.stdout.splitlines())
+    assert listed.returncode == 0 and open_kpis == ["token_efficiency"]  # E&N: 0.001 < the 0.01 hard threshold
+    assert all(" OPEN  threshold " in line for line in listed.stdout.splitlines())
+
+    shown = check_hook_json(run_start(payload("s-next"), data, "--agent-type", agent).stdout)
+    assert shown["systemMessage"] == (
+        f"kpiloop: 1 unacknowledged page for agent type {agent}: token_efficiency (hard threshold). "
+        "See `kpiloop alerts list`; acknowledge with `kpiloop alerts ack`."
+    )
+    assert "- Open page: token_efficiency crossed its CRITICAL hard threshold at 0.00" in context_of(shown)
+    other = check_hook_json(run_start(payload("s-other"), data, "--agent-type", "another-agent").stdout)
+    assert "systemMessage" not in other
+
+    acked = kpiloop_cli("alerts", "ack", "--data-dir", str(data))
+    assert acked.returncode == 0 and acked.stdout.startswith(f"acknowledged {agent}-token_efficiency-threshold-")
+    after = check_hook_json(run_start(payload("s-after"), data, "--agent-type", agent).stdout)
+    assert "systemMessage" not in after and "Open page" not in context_of(after)
+    assert kpiloop_cli("alerts", "list", "--data-dir", str(data)).stdout == "no open pages\n"
+    missing = kpiloop_cli("alerts", "ack", "no-such-page", "--data-dir", str(data))
+    assert missing.returncode == 1 and "no open page 'no-such-page'" in missing.stderr
+
+
+def test_without_block_on_critical_pages_are_warnings_only(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    files = write_daily_files(tmp_path / "telemetry", [en_session()])
+    assert kpiloop_cli("replay", "--data-dir", str(data), *map(str, files)).returncode == 0
+    answer = check_hook_json(run_start(payload("s-next"), data, "--agent-type", "translation-agent").stdout)
+    assert "systemMessage" not in answer
+    assert "- Open page: token_efficiency crossed its CRITICAL hard threshold" in context_of(answer)

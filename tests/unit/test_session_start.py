@@ -18,10 +18,10 @@ from kpiloop.session_start import (
     active_suggestions,
     build_context,
     hook_output,
-    incident_section,
     project_agent_type,
     record_assignment,
     resolve_agent_type,
+    warning_section,
 )
 
 AGENT = "translation-agent"
@@ -207,9 +207,9 @@ def test_incidents_recent_and_of_this_agent_only(tmp_path: Path) -> None:
     os.utime(old, (eight_days, eight_days))
     (incidents / f"{AGENT}-v2-token_efficiency-20261120T101010Z.md").write_text("other agent")
     (incidents / f"{AGENT}-{MARKER}-20261120T101010Z.md").write_text("unknown kpi")
-    section = incident_section(str(tmp_path), AGENT, time.time())
+    section = warning_section(str(tmp_path), AGENT, time.time(), {})
     assert section == f"\n## Open Warnings\n\n- Open incident: error_rate degraded (see {fresh})\n"
-    assert incident_section(str(tmp_path), "nobody", time.time()) == ""
+    assert warning_section(str(tmp_path), "nobody", time.time(), {}) == ""
 
 
 def test_no_free_text_from_telemetry(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import orjson
 
 from kpiloop.exporters.history import HistoryWriter
 from kpiloop.feedback.config import FeedbackConfig
+from kpiloop.feedback.pages import load_pages
 from kpiloop.feedback.stage import FeedbackStage
 from kpiloop.model import DataCompleteness, SessionSummary, TokenCounts
 from kpiloop.pipeline import FanOut
@@ -120,10 +121,10 @@ class Harness:
         return sorted(folder.glob("*.md")) if folder.exists() else []
 
 
-def harness(data_dir: Path) -> Harness:
+def harness(data_dir: Path, config: FeedbackConfig | None = None) -> Harness:
     clock, observer, sink = FakeClock(1_771_000_000.0), Observer(), ListSink[SessionSummary]()
     writer = HistoryWriter(data_dir)
-    stage = FeedbackStage(FanOut([writer, sink]), FeedbackConfig(), data_dir, clock, observer)
+    stage = FeedbackStage(FanOut([writer, sink]), config or FeedbackConfig(), data_dir, clock, observer)
     writer.start()
     stage.start()
     return Harness(data_dir, clock, stage, writer, sink, observer)
@@ -268,3 +269,30 @@ def test_the_observer_is_told_the_suggestion_counts_at_start_and_after_each_clos
     mine = [e for e in active if e["agent_type"] == AGENT]
     assert 1 <= len(mine) <= FeedbackConfig().max_active
     assert h.observer.suggestions[AGENT] == {"active": len(mine), "promoted": 0, "retired": 0}
+
+
+def test_a_critical_hard_threshold_opens_a_page_once_and_the_block_setting_is_stored(tmp_path: Path) -> None:
+    h = harness(tmp_path, FeedbackConfig(block_on_critical=True))
+    h.close(summary(0))
+    assert load_pages(tmp_path) == {"version": 1, "block_on_critical": True, "pages": []}
+    closed = h.close(summary(1, error_rate=0.5))
+    assert closed.assessment is not None and closed.assessment.alert_level == "CRITICAL"
+    h.close(summary(1, error_rate=0.5, close_count=2))  # the same session closed again: no second page
+    [page] = load_pages(tmp_path)["pages"]
+    assert (page["agent_type"], page["kpi"], page["kind"], page["value"]) == (AGENT, "error_rate", "threshold", 0.5)
+    assert page["session_id"] == closed.session_id and page["acknowledged_at"] is None
+
+
+def test_an_incident_opens_a_page(tmp_path: Path) -> None:
+    h = harness(tmp_path)
+    for i in range(12):
+        h.close(summary(i))
+    for i in range(12, 30):
+        h.close(summary(i, token_efficiency=HEALTHY_TOKEN_EFFICIENCY / 4))
+        if h.incident_files():
+            break
+    [incident] = h.incident_files()
+    [page] = load_pages(tmp_path)["pages"]
+    assert (page["kpi"], page["kind"], page["value"]) == ("token_efficiency", "incident", None)
+    stamp = page["opened_at"].replace(":", "").replace("-", "")
+    assert incident.name == f"{AGENT}-token_efficiency-{stamp}.md"

@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,7 +33,7 @@ READY = re.compile(
 class ServeProcess:
     """One running ``kpiloop serve``: its addresses, its data dir and helpers to read what it wrote."""
 
-    def __init__(self, data_dir: Path, log_dir: Path) -> None:
+    def __init__(self, data_dir: Path, log_dir: Path, extra_args: Sequence[str] = ()) -> None:
         self.data_dir = data_dir
         log_dir.mkdir(parents=True, exist_ok=True)
         stamp = f"{time.monotonic_ns()}"
@@ -43,6 +43,7 @@ class ServeProcess:
         self._stderr: IO[bytes] = open(self.stderr_path, "wb")
         command = [sys.executable, "-m", "kpiloop", "serve", "--data-dir", str(data_dir)]
         command += ["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0", "--prometheus", "127.0.0.1:0"]
+        command += list(extra_args)
         self.process = subprocess.Popen(command, stdout=self._stdout, stderr=self._stderr, env=dict(os.environ))
         self.returncode: int | None = None
         try:
@@ -214,8 +215,8 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
     and each must exit 0."""
     started: list[ServeProcess] = []
 
-    def start(data_dir: Path | None = None) -> ServeProcess:
-        server = ServeProcess(data_dir or tmp_path / "data", tmp_path / "logs")
+    def start(data_dir: Path | None = None, extra_args: Sequence[str] = ()) -> ServeProcess:
+        server = ServeProcess(data_dir or tmp_path / "data", tmp_path / "logs", extra_args)
         started.append(server)
         return server
 

@@ -160,6 +160,52 @@ def report(session_id: str, config_path: Path | None, data_dir: Path | None) -> 
     click.echo(path.read_text(encoding="utf-8"), nl=False)
 
 
+@main.command("weekly")
+@click.option("--week", metavar="YYYY-Www", help="ISO week, e.g. 2026-W47 (default: the current one, UTC).")
+@config_option
+@data_dir_option
+def weekly_command(week: str | None, config_path: Path | None, data_dir: Path | None) -> None:
+    """Write the weekly summary of the sessions that ended in an ISO week and print it.
+
+    The file is {data_dir}/reports/weekly-{monday}.md: sessions and tokens per agent type, cache hit
+    rate, cost with and without caching, top performers, regressions, optimizations, recommendations.
+    """
+    from kpiloop.feedback.trend import parse_week, week_of
+    from kpiloop.feedback.weekly_render import weekly_report
+
+    config = load_config(config_path)
+    target = resolve_data_dir(data_dir, config, os.environ)
+    try:
+        chosen = parse_week(week) if week else week_of(SystemClock().now())
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--week") from None
+    text, path = weekly_report(target, chosen, config.exporters.feedback, config.processors.session_kpi.prices)
+    click.echo(text, nl=False)
+    click.echo(f"kpiloop: wrote {path}", err=True)
+
+
+@main.command("trend")
+@click.argument("agent_type")
+@click.argument("kpi")
+@click.option("--last", type=click.IntRange(min=1), default=30, show_default=True, help="Sessions to chart.")
+@config_option
+@data_dir_option
+def trend_command(agent_type: str, kpi: str, last: int, config_path: Path | None, data_dir: Path | None) -> None:
+    """Print an ASCII chart of KPI over AGENT_TYPE's last sessions, with its baseline as a dashed line."""
+    from kpiloop.feedback.trend import HISTORY_FILE, read_history, render_trend, select_trend, sessions_of
+
+    target = _data_dir_of(config_path, data_dir)
+    name = str(sanitize_agent_type(agent_type))
+    sessions, _ = sessions_of(read_history(target / HISTORY_FILE)[0])
+    try:
+        chosen = select_trend(sessions, name, kpi, last, BaselineStore(target).load(name))
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="KPI") from None
+    except LookupError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(render_trend(chosen), nl=False)
+
+
 @main.group()
 def baselines() -> None:
     """Show or reset the per-agent-type baselines sessions are compared with."""

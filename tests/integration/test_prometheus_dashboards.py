@@ -84,14 +84,15 @@ def get_json(url: str) -> Any:
 class Prometheus:
     """A real Prometheus on a free loopback port, scraping one target every second."""
 
-    def __init__(self, workdir: Path, target: str) -> None:
+    def __init__(self, workdir: Path, target: str | None, flags: tuple[str, ...] = ("--web.enable-lifecycle",)) -> None:
+        """Scrape ``target`` every second with the rules loaded; with no target, no scraping and no
+        rules (data then comes by remote write, with ``--web.enable-remote-write-receiver`` in ``flags``)."""
         assert shutil.which("prometheus"), "prometheus missing: .ci/run installs Debian's prometheus package"
         workdir.mkdir(parents=True, exist_ok=True)
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(RULES)],
-            "scrape_configs": [{"job_name": "kpiloop", "static_configs": [{"targets": [target]}]}],
-        }
+        config: dict[str, Any] = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}}
+        if target is not None:
+            config["rule_files"] = [str(RULES)]
+            config["scrape_configs"] = [{"job_name": "kpiloop", "static_configs": [{"targets": [target]}]}]
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
         self.url = f"http://127.0.0.1:{free_port()}"
         self.log = open(workdir / "prometheus.log", "wb")  # closed in stop()
@@ -101,7 +102,7 @@ class Prometheus:
                 f"--config.file={workdir / 'prometheus.yml'}",
                 f"--storage.tsdb.path={workdir / 'tsdb'}",
                 f"--web.listen-address={self.url.removeprefix('http://')}",
-                "--web.enable-lifecycle",
+                *flags,
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,

@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import re
 import struct
-import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -39,7 +38,6 @@ from typing import Any
 
 import orjson
 import pytest
-import yaml
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
@@ -51,7 +49,7 @@ from kpiloop.model import Alert, ApiCall, Assessment, DataCompleteness, SessionS
 from kpiloop.testing import make_summary
 from kpiloop.types import AgentType, SessionId
 from tests.integration.test_otlp_metrics_export import settings, start_grpc_capture, tool_call
-from tests.integration.test_prometheus_dashboards import Prometheus, free_port, get_json
+from tests.integration.test_prometheus_dashboards import Prometheus, get_json
 
 ROOT = Path(__file__).parents[2]
 DASHBOARD = ROOT / "dashboards" / "signoz-kpiloop.json"
@@ -266,23 +264,8 @@ def snappy(data: bytes) -> bytes:
 class RemoteWritePrometheus(Prometheus):
     """The dashboards test's Prometheus, with no scrape target and the remote-write receiver on."""
 
-    def __init__(self, workdir: Path) -> None:  # replaces Prometheus.__init__: other flags, same helpers
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "prometheus.yml").write_text(yaml.safe_dump({"global": {"evaluation_interval": "1s"}}), "utf-8")
-        self.url = f"http://127.0.0.1:{free_port()}"
-        self.log = open(workdir / "prometheus.log", "wb")  # closed in stop()
-        self.process = subprocess.Popen(
-            [
-                "prometheus",
-                f"--config.file={workdir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={workdir / 'tsdb'}",
-                f"--web.listen-address={self.url.removeprefix('http://')}",
-                "--web.enable-remote-write-receiver",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self.wait(lambda: self._ready(), "Prometheus ready")
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir, None, ("--web.enable-remote-write-receiver",))
 
     def write(self, series: Series, timestamp_ms: int) -> None:
         request = urllib.request.Request(

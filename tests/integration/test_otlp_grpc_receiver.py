@@ -7,7 +7,7 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -19,28 +19,15 @@ from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
-    ExportLogsServiceRequest,
     ExportLogsServiceResponse,
 )
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
-from opentelemetry.proto.metrics.v1.metrics_pb2 import (
-    AGGREGATION_TEMPORALITY_DELTA,
-    Metric,
-    NumberDataPoint,
-    ResourceMetrics,
-    ScopeMetrics,
-    Sum,
-)
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, LogRecordExportResult, SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
@@ -54,76 +41,22 @@ from kpiloop.collector.adapters import EventAdapter
 from kpiloop.collector.ingest import EventQueue, Ingest
 from kpiloop.collector.otlp_grpc import GrpcSettings, OtlpGrpcReceiver
 from kpiloop.model import ApiCall, Evaluation, Event, ToolCall, UsageMetric
+from tests.otlp_requests import (
+    evaluation_log,
+    logs_request,
+    metrics_request,
+    token_point,
+    token_span,
+    tool_span,
+    traces_request,
+)
 
 RECEIVER = "otlp_grpc"
 SMALL_LIMIT = 64 * 1024
-T0 = 1_700_000_000_000_000_000
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
 # --- request builders (the plan's span vocabulary, GenAI evaluation logs, Claude Code metrics) ---
-
-
-def kvs(session_id: str | None, attributes: Mapping[str, object] | None = None) -> list[KeyValue]:
-    """Attributes, with ``session.id`` first unless the item names no session."""
-    pairs: dict[str, object] = {"session.id": session_id} if session_id is not None else {}
-    values = []
-    for key, value in {**pairs, **(attributes or {})}.items():
-        if isinstance(value, int):
-            values.append(KeyValue(key=key, value=AnyValue(int_value=value)))
-        elif isinstance(value, float):
-            values.append(KeyValue(key=key, value=AnyValue(double_value=value)))
-        else:
-            values.append(KeyValue(key=key, value=AnyValue(string_value=str(value))))
-    return values
-
-
-def token_span(session_id: str | None, input_tokens: int = 100, note: str = "") -> Span:
-    tokens = {"tokens.input": input_tokens, "tokens.output": 20, "tokens.cache_read": 5, "note": note}
-    return Span(
-        name="hook:token-metrics-extraction",
-        start_time_unix_nano=T0,
-        end_time_unix_nano=T0 + 2_000_000_000,
-        attributes=kvs(session_id, tokens),
-    )
-
-
-def tool_span(session_id: str | None) -> Span:
-    attributes = kvs(session_id, {"builtin.tool": "Bash"})
-    return Span(
-        name="hook:builtin-post-tool", start_time_unix_nano=T0, end_time_unix_nano=T0 + 1, attributes=attributes
-    )
-
-
-def evaluation_log(session_id: str | None, score: object = 0.9) -> LogRecord:
-    attributes = {
-        "event.name": "gen_ai.evaluation.result",
-        "gen_ai.evaluation.name": "correctness",
-        "gen_ai.evaluation.score.value": score,
-    }
-    return LogRecord(time_unix_nano=T0, attributes=kvs(session_id, attributes))
-
-
-def token_point(session_id: str | None, value: float = 100.0) -> NumberDataPoint:
-    return NumberDataPoint(time_unix_nano=T0, as_double=value, attributes=kvs(session_id, {"type": "input"}))
-
-
-def traces_request(*spans: Span) -> ExportTraceServiceRequest:
-    return ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=spans)])])
-
-
-def logs_request(*records: LogRecord) -> ExportLogsServiceRequest:
-    return ExportLogsServiceRequest(resource_logs=[ResourceLogs(scope_logs=[ScopeLogs(log_records=records)])])
-
-
-def metrics_request(*points: NumberDataPoint) -> ExportMetricsServiceRequest:
-    usage = Metric(
-        name="claude_code.token.usage",
-        sum=Sum(data_points=points, aggregation_temporality=AGGREGATION_TEMPORALITY_DELTA, is_monotonic=True),
-    )
-    return ExportMetricsServiceRequest(
-        resource_metrics=[ResourceMetrics(scope_metrics=[ScopeMetrics(metrics=[usage])])]
-    )
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,108 +29,38 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
-    ExportLogsServiceRequest,
     ExportLogsServiceResponse,
 )
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
-from opentelemetry.proto.metrics.v1.metrics_pb2 import (
-    AGGREGATION_TEMPORALITY_DELTA,
-    Metric,
-    NumberDataPoint,
-    ResourceMetrics,
-    ScopeMetrics,
-    Sum,
-)
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from kpiloop.collector.adapters import EventAdapter
 from kpiloop.collector.ingest import EventQueue, Ingest
 from kpiloop.collector.otlp_http import HttpSettings, OtlpHttpReceiver
 from kpiloop.model import ApiCall, Evaluation, Event, ToolCall, UsageMetric
+from tests.otlp_requests import (
+    evaluation_log,
+    logs_request,
+    metrics_request,
+    token_point,
+    token_span,
+    tool_span,
+    traces_request,
+)
 
 TESTDATA = Path(__file__).parent.parent / "testdata" / "otlp"
 RECEIVER = "otlp_http"
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 SMALL_LIMIT = 64 * 1024
-T0 = 1_700_000_000_000_000_000
 INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE, UNIMPLEMENTED = 3, 8, 14, 12
 
 
 # --- request builders (the plan's span vocabulary, GenAI evaluation logs, Claude Code metrics) ---
-
-
-def kv(key: str, value: object) -> KeyValue:
-    if isinstance(value, bool):
-        return KeyValue(key=key, value=AnyValue(bool_value=value))
-    if isinstance(value, int):
-        return KeyValue(key=key, value=AnyValue(int_value=value))
-    if isinstance(value, float):
-        return KeyValue(key=key, value=AnyValue(double_value=value))
-    return KeyValue(key=key, value=AnyValue(string_value=str(value)))
-
-
-def kvs(session_id: str | None, attributes: Mapping[str, object] | None = None) -> list[KeyValue]:
-    """Attributes, with ``session.id`` first unless the item names no session."""
-    pairs = {"session.id": session_id} if session_id is not None else {}
-    return [kv(key, value) for key, value in {**pairs, **(attributes or {})}.items()]
-
-
-def token_span(session_id: str | None, input_tokens: int = 100, output_tokens: int = 20) -> Span:
-    tokens = {"tokens.input": input_tokens, "tokens.output": output_tokens, "tokens.cache_read": 5}
-    return Span(
-        name="hook:token-metrics-extraction",
-        start_time_unix_nano=T0,
-        end_time_unix_nano=T0 + 2_000_000_000,
-        attributes=kvs(session_id, tokens),
-    )
-
-
-def tool_span(session_id: str | None, tool: str = "Read") -> Span:
-    attributes = kvs(session_id, {"builtin.tool": tool})
-    return Span(
-        name="hook:builtin-post-tool", start_time_unix_nano=T0, end_time_unix_nano=T0 + 1, attributes=attributes
-    )
-
-
-def evaluation_log(session_id: str | None, score: object = 0.9) -> LogRecord:
-    attributes = {
-        "event.name": "gen_ai.evaluation.result",
-        "gen_ai.evaluation.name": "correctness",
-        "gen_ai.evaluation.score.value": score,
-    }
-    return LogRecord(time_unix_nano=T0, attributes=kvs(session_id, attributes))
-
-
-def token_point(session_id: str | None, value: float = 100.0) -> NumberDataPoint:
-    return NumberDataPoint(time_unix_nano=T0, as_double=value, attributes=kvs(session_id, {"type": "input"}))
-
-
-def traces_request(*spans: Span) -> ExportTraceServiceRequest:
-    return ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=spans)])])
-
-
-def logs_request(*records: LogRecord) -> ExportLogsServiceRequest:
-    return ExportLogsServiceRequest(resource_logs=[ResourceLogs(scope_logs=[ScopeLogs(log_records=records)])])
-
-
-def metrics_request(*points: NumberDataPoint) -> ExportMetricsServiceRequest:
-    usage = Metric(
-        name="claude_code.token.usage",
-        sum=Sum(data_points=points, aggregation_temporality=AGGREGATION_TEMPORALITY_DELTA, is_monotonic=True),
-    )
-    return ExportMetricsServiceRequest(
-        resource_metrics=[ResourceMetrics(scope_metrics=[ScopeMetrics(metrics=[usage])])]
-    )
 
 
 def encode(message: Message, content_type: str) -> bytes:

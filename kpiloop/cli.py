@@ -285,6 +285,12 @@ def reconcile_command(
 @click.option("--agent-type", help="Sets agent.type in OTEL_RESOURCE_ATTRIBUTES (baselines are per agent type).")
 @click.option("--endpoint", default="http://127.0.0.1:4317", show_default=True, help="kpiloop's OTLP endpoint.")
 @click.option("--protocol", type=click.Choice(["grpc", "http/protobuf", "http/json"]), default="grpc")
+@click.option(
+    "--hook-endpoint",
+    metavar="URL",
+    help="kpiloop's OTLP/HTTP endpoint for the hooks (KPILOOP_ENDPOINT); default: --endpoint with an http "
+    "protocol, else the hooks' default http://127.0.0.1:4318.",
+)
 @click.option("--tool-events", is_flag=True, help="Also forward PostToolUse/PostToolUseFailure hooks.")
 @click.option("--dry-run", is_flag=True, help="Show the change to settings.json, write nothing.")
 @data_dir_option
@@ -294,12 +300,19 @@ def install_command(
     agent_type: str | None,
     endpoint: str,
     protocol: str,
+    hook_endpoint: str | None,
     tool_events: bool,
     dry_run: bool,
     data_dir: Path | None,
 ) -> None:
-    """Add kpiloop's hooks and telemetry settings to Claude Code's settings.json (nothing clobbered)."""
+    """Add kpiloop's hooks and telemetry settings to Claude Code's settings.json (nothing clobbered).
+
+    Claude Code reads its telemetry switches only from the user's settings, so a project or local
+    install also adds those to ~/.claude/settings.json (and uninstall takes them out again).
+    """
     path = settings_path(scope, Path.home(), Path.cwd())
+    if hook_endpoint is None and protocol.startswith("http"):
+        hook_endpoint = endpoint
     options = InstallOptions(
         scope=scope,
         command=_kpiloop_command(),
@@ -307,10 +320,11 @@ def install_command(
         endpoint=endpoint,
         protocol=protocol,
         tool_events=tool_events,
+        hook_endpoint=hook_endpoint,
     )
     target_dir = resolve_data_dir(data_dir, load_config(None), os.environ)
     try:
-        shown, warnings = install(path, options, target_dir, dry_run)
+        shown, warnings = install(path, options, target_dir, dry_run, settings_path("user", Path.home(), Path.cwd()))
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     click.echo(shown or f"{path} already has kpiloop's settings", nl=not shown)
@@ -329,10 +343,11 @@ def uninstall_command(target: str, scope: Scope, dry_run: bool, data_dir: Path |
     """Remove exactly what `kpiloop install claude-code` added."""
     target_dir = resolve_data_dir(data_dir, load_config(None), os.environ)
     try:
-        path, shown = uninstall(scope, target_dir, dry_run)
+        changes = uninstall(scope, target_dir, dry_run)
     except FileNotFoundError:
         raise click.ClickException(f"no kpiloop install recorded for scope {scope!r} in {target_dir}") from None
-    click.echo(shown or f"{path}: nothing to change", nl=not shown)
+    for path, shown in changes:
+        click.echo(shown or f"{path}: nothing to change", nl=not shown)
 
 
 @main.group()

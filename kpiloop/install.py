@@ -1,9 +1,20 @@
 """``kpiloop install claude-code`` / ``uninstall``: merge kpiloop's hooks and telemetry variables into
 Claude Code's settings without clobbering what is there, and take out exactly what was added.
 
-What an install added is recorded in ``{data_dir}/install/claude-code-{scope}.json``; uninstall
-removes those hook entries and those environment values (only while they still hold the value
-kpiloop wrote) and takes ``agent.type`` back out of ``OTEL_RESOURCE_ATTRIBUTES``.
+What goes where (facts from Claude Code 2.1.332):
+
+- hooks, ``OTEL_RESOURCE_ATTRIBUTES`` (``agent.type``) and the hooks' own variables
+  (``KPILOOP_AGENT_TYPE``, ``KPILOOP_ENDPOINT``) go into the scope's settings file. Claude Code strips
+  ``OTEL_RESOURCE_ATTRIBUTES`` from hook processes, so the hooks learn the agent type from
+  ``KPILOOP_AGENT_TYPE``;
+- the telemetry switches (:data:`USER_ONLY_ENV`) are ignored in project and local settings ("project-
+  scoped settings can't set this key. Set it in ~/.claude/settings.json or managed settings
+  instead"), so a project or local install puts them into ``~/.claude/settings.json``.
+
+What an install added to each file is recorded in ``{data_dir}/install/claude-code-{scope}.json``
+(and ``claude-code-{scope}-user.json`` for the user-file part of a project or local install);
+uninstall removes those hook entries and those environment values (only while they still hold the
+value kpiloop wrote) and takes ``agent.type`` back out of ``OTEL_RESOURCE_ATTRIBUTES``.
 """
 
 from __future__ import annotations
@@ -20,6 +31,16 @@ Scope = Literal["user", "project", "local"]
 HOOK_EVENTS = {"SessionStart": "session-start", "SessionEnd": "session-end"}
 TOOL_HOOK_EVENTS = {"PostToolUse": "event", "PostToolUseFailure": "event"}
 RESOURCE_KEY = "OTEL_RESOURCE_ATTRIBUTES"
+USER_ONLY_ENV = frozenset(
+    {
+        "CLAUDE_CODE_ENABLE_TELEMETRY",
+        "OTEL_LOGS_EXPORTER",
+        "OTEL_METRICS_EXPORTER",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    }
+)
+"""Variables Claude Code reads only from user or managed settings, never from a project's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +53,8 @@ class InstallOptions:
     endpoint: str = "http://127.0.0.1:4317"
     protocol: str = "grpc"
     tool_events: bool = False
+    hook_endpoint: str | None = None
+    """``KPILOOP_ENDPOINT`` for the hooks (OTLP/HTTP); None leaves the hooks' default."""
 
 
 @dataclass
@@ -64,11 +87,39 @@ def telemetry_env(options: InstallOptions) -> dict[str, str]:
     }
 
 
-def install(path: Path, options: InstallOptions, data_dir: Path, dry_run: bool) -> tuple[str, list[str]]:
-    """Merge kpiloop into the settings file at ``path``; return the diff and warnings (nothing written
-    on a dry run). Installing twice changes nothing the second time."""
+def hook_env(options: InstallOptions) -> dict[str, str]:
+    """The variables the hook commands read: the agent type, and where kpiloop's OTLP/HTTP receiver is."""
+    env = {}
+    if options.agent_type:
+        env["KPILOOP_AGENT_TYPE"] = options.agent_type
+    if options.hook_endpoint:
+        env["KPILOOP_ENDPOINT"] = options.hook_endpoint
+    return env
+
+
+def install(
+    path: Path, options: InstallOptions, data_dir: Path, dry_run: bool, user_path: Path | None = None
+) -> tuple[str, list[str]]:
+    """Merge kpiloop into the settings file at ``path`` (and, for a project or local install, the
+    telemetry switches into ``user_path``, the user's settings.json); return the diff and warnings
+    (nothing written on a dry run). Installing twice changes nothing the second time."""
+    telemetry, record = telemetry_env(options), manifest_path(data_dir, options.scope)
+    if options.scope == "user" or user_path is None:
+        return _install_file(path, options, telemetry | hook_env(options), True, record, dry_run)
+    scoped = {k: v for k, v in telemetry.items() if k not in USER_ONLY_ENV} | hook_env(options)
+    user_only = {k: v for k, v in telemetry.items() if k in USER_ONLY_ENV}
+    shown, warnings = _install_file(path, options, scoped, True, record, dry_run)
+    user_options = InstallOptions(scope="user", command=options.command)
+    user_manifest = manifest_path(data_dir, options.scope, "user")
+    shown_user, warnings_user = _install_file(user_path, user_options, user_only, False, user_manifest, dry_run)
+    return shown + shown_user, warnings + warnings_user
+
+
+def _install_file(
+    path: Path, options: InstallOptions, env: dict[str, str], with_hooks: bool, record: Path, dry_run: bool
+) -> tuple[str, list[str]]:
     settings, before = read_settings(path)
-    merged, manifest, warnings = merge(settings, options)
+    merged, manifest, warnings = merge(settings, options, env, with_hooks)
     after = render(merged) if manifest.hooks or manifest.env or manifest.resource_attribute else before
     if dry_run or after == before:
         return diff(path, before, after), warnings
@@ -76,17 +127,24 @@ def install(path: Path, options: InstallOptions, data_dir: Path, dry_run: bool) 
     manifest.original_text = before if path.exists() else None
     manifest.installed_text = after
     write_text(path, after)
-    write_text(manifest_path(data_dir, options.scope), manifest_to_json(manifest))
+    write_text(record, manifest_to_json(manifest))
     return diff(path, before, after), warnings
 
 
-def uninstall(scope: Scope, data_dir: Path, dry_run: bool) -> tuple[Path, str]:
-    """Take out what the recorded install of ``scope`` added; FileNotFoundError when none is recorded.
+def uninstall(scope: Scope, data_dir: Path, dry_run: bool) -> list[tuple[Path, str]]:
+    """Take out what the recorded install of ``scope`` added, from each file it changed; the paths and
+    diffs. FileNotFoundError when no install of ``scope`` is recorded.
 
-    If the settings file is exactly as kpiloop left it, its earlier bytes come back unchanged;
+    If a settings file is exactly as kpiloop left it, its earlier bytes come back unchanged;
     otherwise only kpiloop's entries are removed and the user's later edits are kept.
     """
-    record = manifest_path(data_dir, scope)
+    records = [manifest_path(data_dir, scope), manifest_path(data_dir, scope, "user")]
+    if not any(record.exists() for record in records):
+        raise FileNotFoundError(records[0])
+    return [_uninstall_file(record, dry_run) for record in records if record.exists()]
+
+
+def _uninstall_file(record: Path, dry_run: bool) -> tuple[Path, str]:
     manifest = manifest_from_json(record.read_text(encoding="utf-8"))
     path = Path(manifest.settings_path)
     settings, current = read_settings(path)
@@ -103,11 +161,35 @@ def uninstall(scope: Scope, data_dir: Path, dry_run: bool) -> tuple[Path, str]:
     return path, diff(path, current, restored or "")
 
 
-def merge(settings: dict[str, Any], options: InstallOptions) -> tuple[dict[str, Any], Manifest, list[str]]:
-    """Settings with kpiloop added, what was added, and warnings about values left as the user set them."""
+def merge(
+    settings: dict[str, Any], options: InstallOptions, env_values: dict[str, str] | None = None, with_hooks: bool = True
+) -> tuple[dict[str, Any], Manifest, list[str]]:
+    """Settings with kpiloop added (hooks when ``with_hooks``, the ``env_values`` — by default every
+    variable of a user install —, and ``agent.type``), what was added, and warnings about values left
+    as the user set them."""
+    if env_values is None:
+        env_values = telemetry_env(options) | hook_env(options)
     merged: dict[str, Any] = json.loads(json.dumps(settings))
     manifest = Manifest(settings_path="")
     warnings: list[str] = []
+    if with_hooks:
+        _merge_hooks(merged, options, manifest)
+    env = merged.setdefault("env", {})
+    for key, value in env_values.items():
+        if key not in env:
+            env[key] = value
+            manifest.env[key] = value
+        elif env[key] != value:
+            warnings.append(f"kept your {key}={env[key]!r} (kpiloop would set {value!r})")
+    if options.agent_type and with_hooks:
+        manifest.resource_attribute = _merge_resource(env, options.agent_type, warnings)
+    for key in ("hooks", "env"):
+        if key in merged and not merged[key] and key not in settings:
+            del merged[key]
+    return merged, manifest, warnings
+
+
+def _merge_hooks(merged: dict[str, Any], options: InstallOptions, manifest: Manifest) -> None:
     hooks = merged.setdefault("hooks", {})
     events = HOOK_EVENTS | (TOOL_HOOK_EVENTS if options.tool_events else {})
     for event, subcommand in events.items():
@@ -118,16 +200,6 @@ def merge(settings: dict[str, Any], options: InstallOptions) -> tuple[dict[str, 
                 entry["matcher"] = "*"
             hooks.setdefault(event, []).append(entry)
             manifest.hooks[event] = command
-    env = merged.setdefault("env", {})
-    for key, value in telemetry_env(options).items():
-        if key not in env:
-            env[key] = value
-            manifest.env[key] = value
-        elif env[key] != value:
-            warnings.append(f"kept your {key}={env[key]!r} (kpiloop would set {value!r})")
-    if options.agent_type:
-        manifest.resource_attribute = _merge_resource(env, options.agent_type, warnings)
-    return merged, manifest, warnings
 
 
 def unmerge(settings: dict[str, Any], manifest: Manifest) -> dict[str, Any]:
@@ -183,9 +255,9 @@ def write_text(path: Path, text: str) -> None:
     atomic_write(path, text.encode("utf-8"))
 
 
-def manifest_path(data_dir: Path, scope: Scope) -> Path:
-    """Where an install's manifest is kept."""
-    return data_dir / "install" / f"claude-code-{scope}.json"
+def manifest_path(data_dir: Path, scope: Scope, part: str = "") -> Path:
+    """Where an install's manifest is kept (``part="user"``: the user-file part of a project or local install)."""
+    return data_dir / "install" / f"claude-code-{scope}{'-' + part if part else ''}.json"
 
 
 def manifest_to_json(manifest: Manifest) -> str:

@@ -101,3 +101,55 @@ def test_scopes_map_to_claude_codes_settings_files(tmp_path):
     assert settings_path("user", home, project) == home / ".claude" / "settings.json"
     assert settings_path("project", home, project) == project / ".claude" / "settings.json"
     assert settings_path("local", home, project) == project / ".claude" / "settings.local.json"
+
+
+def test_a_project_install_puts_the_telemetry_switches_into_the_user_settings(tmp_path):
+    """Claude Code 2.1.332 ignores CLAUDE_CODE_ENABLE_TELEMETRY and the OTEL exporter variables in
+    project and local settings, and strips OTEL_RESOURCE_ATTRIBUTES from hook processes."""
+    home, project, data_dir = tmp_path / "home", tmp_path / "repo", tmp_path / "data"
+    user_file = settings_path("user", home, project)
+    user_file.parent.mkdir(parents=True)
+    user_original = '{"theme": "dark", "env": {"EDITOR": "vim"}}\n'
+    user_file.write_text(user_original)
+    project_file = settings_path("project", home, project)
+    shown, warnings = install(project_file, options(hook_endpoint="http://127.0.0.1:14318"), data_dir, False, user_file)
+    assert warnings == [] and str(user_file) in shown and str(project_file) in shown
+
+    scoped = json.loads(project_file.read_text())
+    assert scoped["env"] == {
+        "KPILOOP_AGENT_TYPE": "coder",
+        "KPILOOP_ENDPOINT": "http://127.0.0.1:14318",
+        "OTEL_RESOURCE_ATTRIBUTES": "agent.type=coder",
+    }
+    assert set(scoped["hooks"]) == {"SessionStart", "SessionEnd"}
+    user = json.loads(user_file.read_text())
+    assert user == {
+        "theme": "dark",
+        "env": {
+            "EDITOR": "vim",
+            "CLAUDE_CODE_ENABLE_TELEMETRY": "1",
+            "OTEL_LOGS_EXPORTER": "otlp",
+            "OTEL_METRICS_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317",
+        },
+    }
+    assert install(project_file, options(hook_endpoint="http://127.0.0.1:14318"), data_dir, False, user_file)[0] == ""
+
+    changes = uninstall("project", data_dir, dry_run=False)
+    assert [path for path, _ in changes] == [project_file, user_file]
+    assert not project_file.exists()
+    assert user_file.read_text() == user_original
+    assert not (data_dir / "install").exists() or not list((data_dir / "install").iterdir())
+
+
+def test_a_user_install_sets_everything_in_one_file(tmp_path):
+    home, data_dir = tmp_path / "home", tmp_path / "data"
+    path = settings_path("user", home, tmp_path)
+    install(path, options(scope="user"), data_dir, False, path)
+    env = json.loads(path.read_text())["env"]
+    assert env["KPILOOP_AGENT_TYPE"] == "coder" and env["CLAUDE_CODE_ENABLE_TELEMETRY"] == "1"
+    assert "KPILOOP_ENDPOINT" not in env  # the hooks' default endpoint matches kpiloop serve's default
+    assert not manifest_path(data_dir, "user", "user").exists()
+    uninstall("user", data_dir, dry_run=False)
+    assert not path.exists()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from kpiloop.errors import ConfigError
@@ -23,6 +23,10 @@ from kpiloop.processors.session_kpi_config import SessionKpiConfig
 
 MIB = 1024 * 1024
 DEFAULT_DATA_DIR = Path("~/.claude/telemetry")
+TOKEN_ENV = "KPILOOP_BEARER_TOKEN"
+MIN_TOKEN_LEN = 16
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+"""RFC 6750's ``b64token``: what may follow ``Bearer `` in an Authorization header."""
 _ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -38,11 +42,45 @@ class _Strict(BaseModel):
         return data
 
 
+class TlsConfig(_Strict):
+    """``tls`` of one OTLP transport (the OpenTelemetry Collector's keys): serve TLS, optionally mTLS."""
+
+    cert_file: Path = Field(description="PEM certificate (chain) the server presents.")
+    key_file: Path = Field(description="PEM private key of cert_file.")
+    client_ca_file: Path | None = Field(
+        default=None, description="PEM CA bundle; set: clients must present a certificate it signed (mTLS)."
+    )
+
+
 class ProtocolConfig(_Strict):
     """One OTLP transport."""
 
     endpoint: str = Field(description="host:port to listen on; loopback by default.")
     max_request_bytes: int = Field(default=16 * MIB, gt=0, description="Largest request body after decompression.")
+    tls: TlsConfig | None = Field(default=None, description="Serve TLS with these files; unset: plaintext.")
+
+
+class AuthConfig(_Strict):
+    """``receivers.otlp.auth``: the bearer token every OTLP request must carry (both transports), as the
+    Collector's ``bearertokenauth`` does. Neither key set: ``$KPILOOP_BEARER_TOKEN``, else no token."""
+
+    bearer_token: str | None = Field(
+        default=None, description="The token itself (use ${env:VAR}); empty means none.", repr=False
+    )
+    bearer_token_file: Path | None = Field(
+        default=None, description="A file holding the token (surrounding whitespace ignored)."
+    )
+
+    @field_validator("bearer_token")
+    @classmethod
+    def _token_shape(cls, value: str | None) -> str | None:
+        return check_token(value, "bearer_token") if value else None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AuthConfig:
+        if self.bearer_token and self.bearer_token_file is not None:
+            raise ValueError("give bearer_token or bearer_token_file, not both")
+        return self
 
 
 class OtlpProtocols(_Strict):
@@ -56,6 +94,7 @@ class OtlpReceiverConfig(_Strict):
     """``receivers.otlp``."""
 
     protocols: OtlpProtocols = Field(default_factory=OtlpProtocols)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
     max_queued_events: int = Field(
         default=100_000, gt=0, description="Events accepted but not yet processed; beyond it senders get 429."
     )
@@ -200,6 +239,42 @@ def resolve_data_dir(flag: Path | None, config: KpiloopConfig, environ: Mapping[
         home = environ.get("KPILOOP_HOME")
         chosen = Path(home) if home else DEFAULT_DATA_DIR
     return chosen.expanduser()
+
+
+def check_token(token: str, source: str) -> str:
+    """``token`` when it can be a bearer token of at least 16 characters; else ValueError naming ``source``.
+
+    >>> check_token("0123456789abcdef", "bearer_token")
+    '0123456789abcdef'
+    """
+    if len(token) < MIN_TOKEN_LEN or not _TOKEN_SHAPE.fullmatch(token):
+        raise ValueError(
+            f"{source} must be at least {MIN_TOKEN_LEN} characters of A-Z a-z 0-9 - . _ ~ + / "
+            "(for example the output of `openssl rand -hex 32`)"
+        )
+    return token
+
+
+def resolve_bearer_token(auth: AuthConfig, environ: Mapping[str, str]) -> str | None:
+    """The OTLP receivers' token: ``bearer_token``, else ``bearer_token_file``'s content, else
+    ``$KPILOOP_BEARER_TOKEN``, else None (no authentication). Raises ConfigError naming the source."""
+    try:
+        if auth.bearer_token:
+            return auth.bearer_token
+        if auth.bearer_token_file is not None:
+            return check_token(_read_token(auth.bearer_token_file), "receivers.otlp.auth.bearer_token_file")
+        from_env = environ.get(TOKEN_ENV, "").strip()
+        return check_token(from_env, f"${TOKEN_ENV}") if from_env else None
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _read_token(path: Path) -> str:
+    try:
+        return path.expanduser().read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise ConfigError(f"receivers.otlp.auth.bearer_token_file: cannot read {path}: {reason}") from None
 
 
 def _describe(error: ValidationError) -> str:

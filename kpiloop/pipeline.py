@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import grpc
 import orjson
 
 from kpiloop.collector import otlp_json
 from kpiloop.collector.adapters import EventAdapter
 from kpiloop.collector.ingest import EventQueue, Ingest, Overloaded
 from kpiloop.collector.jsonl_replay import JsonlReplay, LineProblem
-from kpiloop.collector.otlp_grpc import GrpcSettings, OtlpGrpcReceiver
+from kpiloop.collector.otlp_grpc import GrpcSettings, OtlpGrpcReceiver, server_credentials
 from kpiloop.collector.otlp_http import HttpSettings, OtlpHttpReceiver
-from kpiloop.config import KpiloopConfig
+from kpiloop.config import KpiloopConfig, TlsConfig, resolve_bearer_token
 from kpiloop.errors import ConfigError, InputError
 from kpiloop.exporters import catalogue
 from kpiloop.exporters.console import SummaryTable
@@ -27,6 +29,7 @@ from kpiloop.exporters.metrics_store import Labels, MetricsStore
 from kpiloop.exporters.otlp_metrics import OtlpMetrics
 from kpiloop.exporters.otlp_metrics_config import resolve_otlp_settings
 from kpiloop.exporters.prometheus import PrometheusExporter
+from kpiloop.exposure import exposure_warnings, read_pem, server_ssl_context
 from kpiloop.feedback.base import FeedbackObserver
 from kpiloop.feedback.stage import FeedbackStage
 from kpiloop.model import ApiCall, SessionSummary, ToolCall
@@ -236,12 +239,15 @@ def build_server(
 ) -> Server:
     """Connect every part of ``kpiloop serve`` (nothing listens until ``start()``); the OTLP metrics
     exporter only when a pipeline names ``otlp`` and it is enabled (``environ``: the ``OTEL_*``
-    variables it reads, ``os.environ`` by default)."""
+    variables it reads and ``$KPILOOP_BEARER_TOKEN``, ``os.environ`` by default). Raises ConfigError
+    when the bearer token or a TLS file is unusable."""
+    env = os.environ if environ is None else environ
+    grpc_settings, http_settings = receiver_settings(config, endpoints, env)
     settings = config.processors.session_kpi
     store = MetricsStore()
     metrics = KpiMetrics(store)
     history = HistoryWriter(data_dir)
-    otlp = _otlp_exporter(config, store, os.environ if environ is None else environ)
+    otlp = _otlp_exporter(config, store, env)
     sinks: list[SummaryConsumer] = [metrics, history] if otlp is None else [metrics, history, otlp]
     observer: Observer = metrics if otlp is None else ObserverFanOut([metrics, otlp])
     feedback = FeedbackStage(FanOut(sinks), config.exporters.feedback, data_dir, clock, observer)
@@ -260,9 +266,6 @@ def build_server(
     def ingest(receiver: str) -> Ingest:
         return Ingest(receiver, EventAdapter(AgentType(settings.default_agent_type)), queue, metrics)
 
-    protocols = config.receivers.otlp.protocols
-    grpc_host, grpc_port = split_endpoint(endpoints.grpc or protocols.grpc.endpoint)
-    http_host, http_port = split_endpoint(endpoints.http or protocols.http.endpoint)
     prom_host, prom_port = split_endpoint(endpoints.prometheus or config.exporters.prometheus.endpoint)
     return Server(
         data_dir=data_dir,
@@ -274,14 +277,55 @@ def build_server(
         store=store,
         pending=ingest("pending"),
         prometheus=PrometheusExporter(store, prom_host, prom_port),
-        grpc=OtlpGrpcReceiver(
-            GrpcSettings(grpc_host, grpc_port, protocols.grpc.max_request_bytes), ingest("otlp_grpc")
-        ),
-        http=OtlpHttpReceiver(
-            HttpSettings(http_host, http_port, protocols.http.max_request_bytes), ingest("otlp_http")
-        ),
+        grpc=OtlpGrpcReceiver(grpc_settings, ingest("otlp_grpc")),
+        http=OtlpHttpReceiver(http_settings, ingest("otlp_http")),
         otlp=otlp,
     )
+
+
+def receiver_settings(
+    config: KpiloopConfig, endpoints: Endpoints, environ: Mapping[str, str]
+) -> tuple[GrpcSettings, HttpSettings]:
+    """The OTLP receivers' listen addresses, bearer token and TLS, checked (ConfigError on unreadable
+    token or TLS files); logs a warning for each receiver exposed beyond loopback without protection."""
+    otlp = config.receivers.otlp
+    token = resolve_bearer_token(otlp.auth, environ)
+    grpc_config, http_config = otlp.protocols.grpc, otlp.protocols.http
+    grpc_host, grpc_port = split_endpoint(endpoints.grpc or grpc_config.endpoint)
+    http_host, http_port = split_endpoint(endpoints.http or http_config.endpoint)
+    grpc_tls = _grpc_credentials(grpc_config.tls)
+    http_tls = _ssl_context(http_config.tls, "receivers.otlp.protocols.http.tls")
+    for name, host, port, tls in (
+        ("otlp-grpc", grpc_host, grpc_port, grpc_tls),
+        ("otlp-http", http_host, http_port, http_tls),
+    ):
+        for warning in exposure_warnings(name, host, port, token is not None, tls is not None):
+            log.warning("%s", warning)
+    grpc_settings = GrpcSettings(
+        grpc_host, grpc_port, grpc_config.max_request_bytes, bearer_token=token, credentials=grpc_tls
+    )
+    http_settings = HttpSettings(
+        http_host, http_port, http_config.max_request_bytes, bearer_token=token, ssl_context=http_tls
+    )
+    return grpc_settings, http_settings
+
+
+def _ssl_context(tls: TlsConfig | None, key: str) -> ssl.SSLContext | None:
+    if tls is None:
+        return None
+    return server_ssl_context(tls.cert_file, tls.key_file, tls.client_ca_file, key)
+
+
+def _grpc_credentials(tls: TlsConfig | None) -> grpc.ServerCredentials | None:
+    """gRPC TLS credentials; the files are first loaded as a Python TLS context, so a bad file stops
+    start-up with a message naming its key instead of failing every handshake."""
+    key = "receivers.otlp.protocols.grpc.tls"
+    if tls is None:
+        return None
+    _ssl_context(tls, key)
+    cert, private_key = read_pem(tls.cert_file, f"{key}.cert_file"), read_pem(tls.key_file, f"{key}.key_file")
+    client_ca = None if tls.client_ca_file is None else read_pem(tls.client_ca_file, f"{key}.client_ca_file")
+    return server_credentials(cert, private_key, client_ca)
 
 
 def _otlp_exporter(config: KpiloopConfig, store: MetricsStore, environ: Mapping[str, str]) -> OtlpMetrics | None:

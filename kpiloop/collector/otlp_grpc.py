@@ -4,7 +4,9 @@ Handlers take the raw request bytes and decode them here, so an undecodable requ
 ``INVALID_ARGUMENT`` with a message (a generated servicer would answer ``INTERNAL``). Items that
 cannot be used are reported in ``partial_success``; a full ingest queue answers
 ``RESOURCE_EXHAUSTED`` with a ``RetryInfo`` detail, and a stopping server ``UNAVAILABLE``; both are
-retryable for OTLP exporters. gzip-compressed requests are decompressed by gRPC itself.
+retryable for OTLP exporters. gzip-compressed requests are decompressed by gRPC itself. With a
+bearer token configured, a call without ``authorization: Bearer <token>`` metadata is answered
+``UNAUTHENTICATED`` before its request is decoded; with server credentials the port speaks TLS only.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -27,6 +29,7 @@ from kpiloop.collector import otlp_proto
 from kpiloop.collector.http_codec import REJECTED_FIELD
 from kpiloop.collector.ingest import Ingest, Overloaded, Record
 from kpiloop.errors import InputError
+from kpiloop.exposure import UNAUTHENTICATED, bearer_token_ok
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,10 @@ class GrpcSettings:
     port: int
     max_request_bytes: int
     workers: int = 8
+    bearer_token: str | None = field(default=None, repr=False)
+    """Required in the ``authorization`` metadata (``Bearer <token>``) when set."""
+    credentials: grpc.ServerCredentials | None = None
+    """TLS credentials (:func:`server_credentials`); None serves plaintext."""
 
 
 class OtlpGrpcReceiver:
@@ -85,7 +92,11 @@ class OtlpGrpcReceiver:
                 response_serializer=lambda message: message.SerializeToString(),
             )
             server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {"Export": handler}),))
-        self.port = server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        address = f"{self.settings.host}:{self.settings.port}"
+        credentials = self.settings.credentials
+        self.port = (
+            server.add_insecure_port(address) if credentials is None else server.add_secure_port(address, credentials)
+        )
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {self.settings.host}:{self.settings.port}")
         server.start()
@@ -107,6 +118,12 @@ class OtlpGrpcReceiver:
         return export
 
     def _export(self, signal: str, request: bytes, context: grpc.ServicerContext) -> Any:
+        token = self.settings.bearer_token
+        if token is not None and not bearer_token_ok(_authorization(context), token):
+            self._ingest.refuse(signal, UNAUTHENTICATED)
+            context.abort(
+                grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token in 'authorization' metadata"
+            )
         try:
             result = self._ingest.submit(signal, _DECODERS[signal](request))
         except InputError as error:
@@ -121,6 +138,21 @@ class OtlpGrpcReceiver:
             setattr(response.partial_success, REJECTED_FIELD[signal], result.rejected)
             response.partial_success.error_message = result.message
         return response
+
+
+def server_credentials(cert_chain: bytes, private_key: bytes, client_ca: bytes | None) -> grpc.ServerCredentials:
+    """TLS server credentials from PEM bytes; with ``client_ca``, clients must present a certificate it signed."""
+    return grpc.ssl_server_credentials(
+        [(private_key, cert_chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
+def _authorization(context: grpc.ServicerContext) -> str | bytes | None:
+    """The ``authorization`` metadata value of the call, None without one."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            return value
+    return None
 
 
 def _retry_status(code: grpc.StatusCode, message: str, retry_after: float) -> bytes:

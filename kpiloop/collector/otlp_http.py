@@ -6,19 +6,26 @@ keep-alive. Status codes per the OTLP spec: 200 (with ``partial_success`` when i
 rejected), 400 bad data, 404, 405, 413 too large (decided from Content-Length before the body is
 read, or as soon as the body or its decompression passes the limit, so gzip bombs stop early),
 415 unsupported content type or encoding, 429/503 with ``Retry-After`` when overloaded or stopping.
-Responses use the request's encoding.
+Responses use the request's encoding. With a bearer token configured, a request without
+``Authorization: Bearer <token>`` gets 401 with ``WWW-Authenticate: Bearer`` before anything else
+is looked at, and the connection is closed; with an ``ssl.SSLContext`` the server speaks TLS only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import httptools
+import orjson
+from google.rpc.status_pb2 import Status
 
 from kpiloop.collector.http_codec import (
+    JSON,
+    PROTOBUF,
     SIGNALS,
     HttpReply,
     decode_body,
@@ -28,14 +35,19 @@ from kpiloop.collector.http_codec import (
 )
 from kpiloop.collector.ingest import Ingest, Overloaded
 from kpiloop.errors import InputError
+from kpiloop.exposure import UNAUTHENTICATED, bearer_token_ok
 
 log = logging.getLogger(__name__)
 
 IDLE_TIMEOUT_S = 60.0
+TLS_HANDSHAKE_TIMEOUT_S = 10.0
 DRAIN_AFTER_CLOSE_S = 2.0
 MAX_HEAD_BYTES = 64 * 1024
 """Request line and headers; httptools buffers them without a bound of its own."""
 SUPPORTED_ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip"})
+GRPC_UNAUTHENTICATED = 16
+CLOSE_AFTER_REPLY = frozenset({401, 413})
+"""Early answers after which the rest of the body is not worth reading."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +57,10 @@ class HttpSettings:
     host: str
     port: int
     max_request_bytes: int
+    bearer_token: str | None = field(default=None, repr=False)
+    """Required in ``Authorization: Bearer ...`` when set."""
+    ssl_context: ssl.SSLContext | None = None
+    """Serve TLS with it when set."""
 
 
 class _Request:
@@ -114,7 +130,7 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._early = self._receiver.check_headers(self._parser.get_method(), self._request)
-        if self._early is not None and self._early.status == 413:
+        if self._early is not None and self._early.status in CLOSE_AFTER_REPLY:
             self._reply_and_close(self._early)
         elif self._early is None and self._request.headers.get(b"expect", b"").lower() == b"100-continue":
             self._write_raw(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -201,9 +217,13 @@ class OtlpHttpReceiver:
         thread.join(timeout=10)
 
     def check_headers(self, method: bytes, request: _Request) -> HttpReply | None:
-        """An early answer (404/405/413/415) decided from the request line and headers, or None."""
+        """An early answer (401/404/405/413/415) decided from the request line and headers, or None."""
         signal = SIGNALS.get(request.url.split(b"?", 1)[0])
         json = media_type(request.headers) == "application/json"
+        token = self.settings.bearer_token
+        if token is not None and not bearer_token_ok(request.headers.get(b"authorization"), token):
+            self.refuse(request, UNAUTHENTICATED)
+            return unauthenticated_reply(b"authorization" in request.headers, json)
         if signal is None:
             return error_reply(404, f"unknown path {request.url.decode(errors='replace')[:100]}", json)
         if method != b"POST":
@@ -254,7 +274,14 @@ class OtlpHttpReceiver:
         self._loop = loop
         try:
             self._server = loop.run_until_complete(
-                loop.create_server(lambda: _Connection(self), self.settings.host, self.settings.port, backlog=512)
+                loop.create_server(
+                    lambda: _Connection(self),
+                    self.settings.host,
+                    self.settings.port,
+                    backlog=512,
+                    ssl=self.settings.ssl_context,
+                    ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S if self.settings.ssl_context else None,
+                )
             )
             self.port = self._server.sockets[0].getsockname()[1]
         except BaseException as error:  # reported to start()'s caller
@@ -275,3 +302,14 @@ class OtlpHttpReceiver:
             if connection._transport is not None:
                 connection._transport.close()
         asyncio.get_running_loop().call_soon(asyncio.get_running_loop().stop)
+
+
+def unauthenticated_reply(presented: bool, json: bool) -> HttpReply:
+    """401 with a ``google.rpc.Status`` body (code UNAUTHENTICATED) and the RFC 6750 challenge."""
+    message = "invalid bearer token" if presented else "missing bearer token: send Authorization: Bearer <token>"
+    challenge = b'Bearer realm="kpiloop"' + (b', error="invalid_token"' if presented else b"")
+    extra = ((b"WWW-Authenticate", challenge),)
+    if json:
+        return HttpReply(401, JSON, orjson.dumps({"code": GRPC_UNAUTHENTICATED, "message": message}), extra)
+    body = Status(code=GRPC_UNAUTHENTICATED, message=message).SerializeToString()
+    return HttpReply(401, PROTOBUF, body, extra)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kpiloop.identity import sanitize_model
 from kpiloop.model import SessionSummary
 
 RECORDED = "recorded"
@@ -80,7 +81,7 @@ def _cells(row: Row) -> tuple[str, ...]:
     return (
         s.session_id[:36],
         s.agent_type,
-        s.model,
+        sanitize_model(s.model) if s.model else "-",
         format_duration(s.duration_seconds),
         str(s.api_requests),
         str(s.tool_calls),

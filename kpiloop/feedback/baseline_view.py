@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from kpiloop.feedback.transforms import KPI_SCALES
 from kpiloop.feedback.types import Baseline, KpiBaseline
+from kpiloop.identity import sanitize_model
 
 HEADER = ("kpi", "centre", "spread", "mean", "p50", "p95", "sessions", "status")
 
 
 def render_baseline(baseline: Baseline) -> str:
     """Header line plus one aligned row per KPI (centre and spread on the KPI's own scale)."""
+    model = sanitize_model(baseline.model) if baseline.model else "any"
     title = (
-        f"{baseline.agent_type}  model={baseline.model or 'any'}  method={baseline.method}  "
+        f"{baseline.agent_type}  model={model}  method={baseline.method}  "
         f"status={baseline.status}  sessions={baseline.session_count}  updated={baseline.last_updated or '-'}"
     )
     rows = [HEADER, *(_row(kpi, kb) for kpi, kb in sorted(baseline.kpis.items()))]

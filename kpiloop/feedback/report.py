@@ -2,6 +2,10 @@
 Report Format": header, KPI table against the baseline, regressions in robust-sd units, ranked
 suggestions, and a trend chart of the last sessions for every KPI that regressed.
 
+Only sanitized identifiers reach the text: the session id, agent type and model id are passed
+through :mod:`kpiloop.identity`'s sanitizers again here (telemetry controls them), everything else
+is KPI names, numbers and rule templates.
+
 Baselines are shown on the KPI's own scale as ``centre +/- spread``: the median (``p50``; the
 mean for a plan-format or bootstrap baseline) and ``std_dev``.
 """
@@ -15,6 +19,7 @@ from pathlib import Path
 from kpiloop.feedback.suggestions import SAFE_NAME, Suggestion
 from kpiloop.feedback.trend_chart import format_number, trend_chart
 from kpiloop.feedback.types import Baseline, KpiBaseline
+from kpiloop.identity import sanitize_agent_type, sanitize_model, sanitize_session_id
 from kpiloop.model import KPI_DIRECTIONS, KPI_NAMES, Alert, Assessment, Direction, SessionSummary
 from kpiloop.storage import atomic_write
 
@@ -85,10 +90,10 @@ def _header(summary: SessionSummary, baseline: Baseline, assessment: Assessment)
     day = datetime.fromtimestamp(summary.start_ns // 1_000_000_000, tz=UTC).strftime("%Y-%m-%d")
     return (
         "# Session Performance Report\n\n"
-        f"**Session ID**: {summary.session_id}\n"
-        f"**Agent Type**: {summary.agent_type}\n"
+        f"**Session ID**: {sanitize_session_id(summary.session_id)}\n"
+        f"**Agent Type**: {sanitize_agent_type(summary.agent_type)}\n"
         f"**Date**: {day}\n"
-        f"**Model**: {summary.model}\n"
+        f"**Model**: {sanitize_model(summary.model)}\n"
         f"**Status**: {assessment.alert_level}\n"
         f"**Baseline**: {baseline.status}, {baseline.session_count} sessions\n"
     )

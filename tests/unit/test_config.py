@@ -7,6 +7,7 @@ import yaml
 
 from kpiloop.config import (
     DEFAULT_DATA_DIR,
+    AuthConfig,
     ExportersConfig,
     JsonlReceiverConfig,
     KpiloopConfig,
@@ -18,6 +19,7 @@ from kpiloop.config import (
     ProtocolConfig,
     ReceiversConfig,
     ServiceConfig,
+    TlsConfig,
     as_dict,
     expand_env,
     load_config,
@@ -43,9 +45,24 @@ def expected_testdata_config(data_dir: str = "/srv/kpiloop") -> KpiloopConfig:
         receivers=ReceiversConfig(
             otlp=OtlpReceiverConfig(
                 protocols=OtlpProtocols(
-                    grpc=ProtocolConfig(endpoint="127.0.0.1:14317", max_request_bytes=4 * 1024 * 1024),
-                    http=ProtocolConfig(endpoint="0.0.0.0:14318", max_request_bytes=1024 * 1024),
+                    grpc=ProtocolConfig(
+                        endpoint="127.0.0.1:14317",
+                        max_request_bytes=4 * 1024 * 1024,
+                        tls=TlsConfig(
+                            cert_file=Path("/etc/kpiloop/tls/server.pem"),
+                            key_file=Path("/etc/kpiloop/tls/server.key"),
+                            client_ca_file=Path("/etc/kpiloop/tls/clients-ca.pem"),
+                        ),
+                    ),
+                    http=ProtocolConfig(
+                        endpoint="0.0.0.0:14318",
+                        max_request_bytes=1024 * 1024,
+                        tls=TlsConfig(
+                            cert_file=Path("/etc/kpiloop/tls/server.pem"), key_file=Path("/etc/kpiloop/tls/server.key")
+                        ),
+                    ),
                 ),
+                auth=AuthConfig(bearer_token_file=Path("/etc/kpiloop/token")),
                 max_queued_events=5000,
             ),
             jsonl=JsonlReceiverConfig(
@@ -372,8 +389,8 @@ def test_several_problems_are_all_named() -> None:
     [
         ("processors:\n  session_kpi:\n    idle_timout: 30m\n", "processors.session_kpi.idle_timout"),
         ("receivers:\n  kafka: {}\n", "receivers.kafka"),
-        ("receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: h:1\n        tls: {}\n",
-         "receivers.otlp.protocols.grpc.tls"),
+        ("receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: h:1\n        keepalive: {}\n",
+         "receivers.otlp.protocols.grpc.keepalive"),
         ("exporters:\n  prometheus:\n    namespace: kpi\n", "exporters.prometheus.namespace"),
         ("exporters:\n  otlp:\n    compression: gzip\n", "exporters.otlp.compression"),
         ("service:\n  telemetry: {}\n", "service.telemetry"),

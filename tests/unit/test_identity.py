@@ -95,8 +95,10 @@ def test_agent_type_custom_default() -> None:
     [
         ("58c5cbd9-f879-42ab-8c47-a1661be51bcb", "58c5cbd9-f879-42ab-8c47-a1661be51bcb"),
         ("Session_A.1", "Session_A.1"),
-        ("../etc/passwd", "_etc_passwd"),
-        ("../../x", "_.._x"),
+        ("../etc/passwd", "etc_passwd"),
+        ("../../x", "x"),
+        ("_leading", "leading"),
+        ("-rf", "rf"),
         ("a/b", "a_b"),
         ("a b\tc", "a_b_c"),
         ("..hidden", "hidden"),
@@ -135,7 +137,7 @@ def test_resolve_session_id_order() -> None:
     assert resolve_session_id({"session.id": None, "gen_ai.conversation.id": "c"}, {}) == "c"
     assert resolve_session_id({}, {"gen_ai.conversation.id": "rc"}) == "rc"
     assert resolve_session_id({}, {}) is None
-    assert resolve_session_id({"session.id": "../x"}, {}) == "_x"
+    assert resolve_session_id({"session.id": "../x"}, {}) == "x"
 
 
 def test_resolve_agent_type_order() -> None:

@@ -3,16 +3,13 @@ loads it on the next start (``{data_dir}/state/sessions.json``, written atomical
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from kpiloop.storage import atomic_write
-
-log = logging.getLogger(__name__)
+from kpiloop.storage import atomic_write, quarantine
 
 STATE_FILE = Path("state") / "sessions.json"
 SCHEMA_VERSION = 1
@@ -29,25 +26,34 @@ def save_state(data_dir: Path, state: dict[str, Any]) -> Path:
 def load_state(data_dir: Path) -> dict[str, Any] | None:
     """The saved processor state, or None when there is none or it cannot be used.
 
-    An unreadable file is moved aside (``sessions.json.unreadable``) with a warning rather than
-    stopping the server: the sessions it held are lost, the history is not.
+    An unreadable or corrupt file is moved aside (``sessions.json.corrupt-{UTC time}``, see
+    :func:`kpiloop.storage.quarantine`) with a warning rather than stopping the server or being
+    overwritten at the next save: the sessions it held are lost, the history is not.
     """
     path = data_dir / STATE_FILE
-    if not path.exists():
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        quarantine(path, f"cannot read saved sessions: {error}")
         return None
     try:
-        document = orjson.loads(path.read_bytes())
-        if document.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(f"unknown schema_version {document.get('schema_version')!r}")
-        state = document["processor"]
-        if not isinstance(state, dict):
-            raise ValueError("processor state is not an object")
-        return state
-    except (OSError, ValueError, KeyError, AttributeError) as error:
-        aside = path.with_name(path.name + ".unreadable")
-        path.replace(aside)
-        log.warning("could not load saved sessions from %s (%s); moved it to %s", path, error, aside)
+        return _processor_state(orjson.loads(raw))
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        quarantine(path, f"saved sessions not loadable: {error}")
         return None
+
+
+def _processor_state(document: Any) -> dict[str, Any]:
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    if document.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"unknown schema_version {document.get('schema_version')!r}")
+    state = document["processor"]
+    if not isinstance(state, dict):
+        raise ValueError("processor state is not an object")
+    return state
 
 
 def clear_state(data_dir: Path) -> None:

@@ -3,8 +3,8 @@ of retired and promoted ones, ``{data_dir}/optimizations/retired.jsonl``.
 
 Every change re-reads the file under its lock and changes only the fields it means to change, so a
 user's manual edit (a disabled suggestion, a reworded title, an extra field, a removed entry) is
-kept. A corrupt file is logged, set aside as ``active.json.corrupt`` when something is written,
-and treated as empty; reading never raises.
+kept. A corrupt file is logged and treated as empty; the next change moves it aside as
+``active.json.corrupt-{UTC time}`` (never overwritten) before writing; reading never raises.
 
 Rules of activation (DESIGN.md section 5): at most ``config.max_active`` enabled suggestions per
 agent type, free slots filled by priority; a rule is never active twice for one agent type; a rule
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any, TypeVar
 
 from kpiloop.feedback.config import FeedbackConfig
 from kpiloop.feedback.suggestions import PRIORITY_ORDER, Suggestion
-from kpiloop.storage import atomic_write, file_lock, locked_append
+from kpiloop.storage import atomic_write, file_lock, locked_append, quarantine
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +55,18 @@ def save_active(data_dir: Path, document: Mapping[str, Any]) -> None:
 
 def update_active(data_dir: Path, change: Callable[[dict[str, Any]], T], now: str) -> T:
     """Under the file's lock: read active.json afresh, apply ``change`` to it in place, and write it
-    back (with ``last_updated = now``) only when ``change`` altered it. Returns ``change``'s result."""
+    back (with ``last_updated = now``) only when ``change`` altered it. Returns ``change``'s result.
+
+    A corrupt file is moved aside first (:func:`kpiloop.storage.quarantine`) and ``change`` sees an
+    empty document; a file that cannot be read raises OSError and is left as it is."""
     path = data_dir / ACTIVE_FILE
     with file_lock(path):
-        document, corrupt = _read(path)
+        document, corrupt = _read(path, strict=True)
+        if corrupt:
+            quarantine(path, "corrupt active suggestions; starting from none")
         before = json.dumps(document, sort_keys=True)
         result = change(document)
         if json.dumps(document, sort_keys=True) != before:
-            if corrupt:
-                os.replace(path, path.with_name(path.name + ".corrupt"))
-                log.warning("moved corrupt %s aside to %s.corrupt", path, path.name)
             document["last_updated"] = now
             document.setdefault("version", VERSION)
             atomic_write(path, _encode(document))
@@ -234,13 +235,16 @@ def _entry(suggestion: Suggestion, rule_id: str, agent_type: str, source_session
     }
 
 
-def _read(path: Path) -> tuple[dict[str, Any], bool]:
-    """(document, corrupt)."""
+def _read(path: Path, strict: bool = False) -> tuple[dict[str, Any], bool]:
+    """(document, corrupt); with ``strict``, a file that exists but cannot be read raises OSError
+    (so a writer never replaces a file it could not see)."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         return empty_document(), False
     except OSError as exc:
+        if strict:
+            raise
         log.warning("cannot read %s: %s; treating it as empty", path, exc)
         return empty_document(), False
     try:

@@ -32,7 +32,7 @@ from kpiloop.feedback.config import FeedbackConfig
 from kpiloop.feedback.transforms import KPI_SCALES, KpiScale, scale_for
 from kpiloop.feedback.types import Baseline, BaselineStatus, KpiBaseline, SessionRecord
 from kpiloop.model import KPI_DIRECTIONS
-from kpiloop.storage import atomic_write
+from kpiloop.storage import atomic_write, quarantine
 from kpiloop.types import Clock, SystemClock
 
 logger = logging.getLogger(__name__)
@@ -314,14 +314,26 @@ class BaselineStore:
         return sorted(path.stem for path in self._dir.glob("*.json") if _SAFE_NAME.fullmatch(path.stem))
 
     def load(self, agent_type: str) -> Baseline | None:
-        """The stored baseline, or None when there is none or it cannot be read (logged)."""
+        """The stored baseline, or None when there is none or it cannot be used.
+
+        A corrupt file (not JSON, or not a baseline) is logged and moved aside as
+        ``{agent_type}.json.corrupt-{UTC time}`` (:func:`kpiloop.storage.quarantine`), never
+        overwritten: the next close rebuilds the baseline from the history (its CUSUM state starts
+        again at 0). A file that cannot be read (permissions, I/O error) is logged and left alone.
+        """
         path = self.path(agent_type)
         try:
-            return baseline_from_json(json.loads(path.read_bytes()))
+            raw = path.read_bytes()
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, RecursionError) as exc:
+        except OSError as exc:
             logger.warning("ignoring unreadable baseline file %s: %s", path, exc)
+            return None
+        try:
+            return baseline_from_json(json.loads(raw))
+        except (ValueError, RecursionError) as exc:
+            logger.warning("ignoring unreadable baseline file %s: %s; it is rebuilt from the history", path, exc)
+            quarantine(path, "corrupt baseline")
             return None
 
     def save(self, baseline: Baseline) -> Path:

@@ -79,9 +79,9 @@ def test_a_partial_last_line_from_a_crash_does_not_corrupt_the_next_line(tmp_pat
     writer = HistoryWriter(tmp_path)
     writer.start()
     writer.consume(summary("new"))
-    raw = path.read_bytes().splitlines()
-    assert raw[1] == b'{"session_id": "half-writ'
-    assert orjson.loads(raw[2])["session_id"] == "new"
+    assert [x["session_id"] for x in read_lines(path)] == ["old", "new"]  # the torn line is cut off...
+    (aside,) = path.parent.glob("kpis.jsonl.corrupt-*")
+    assert aside.read_bytes() == b'{"session_id": "half-writ'  # ...and kept aside
     assert writer.contains("old") and writer.contains("new")
 
 

@@ -124,7 +124,8 @@ def test_a_corrupt_file_is_treated_as_empty_and_set_aside(tmp_path: Path, caplog
         assert load_active(tmp_path)["suggestions"] == []
         assert add(tmp_path, [suggestion("a")]) == ["opt-a"]
     assert "corrupt" in caplog.text
-    assert path.with_name("active.json.corrupt").read_text() == "{not json"
+    (aside,) = path.parent.glob("active.json.corrupt-*")
+    assert aside.read_text() == "{not json"
     path.write_text('{"suggestions": 3}')
     assert load_active(tmp_path)["suggestions"] == []
 

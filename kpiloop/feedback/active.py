@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from kpiloop.feedback.config import FeedbackConfig
+from kpiloop.feedback.documents import encode, read_document, update_document
 from kpiloop.feedback.suggestions import PRIORITY_ORDER, Suggestion
-from kpiloop.storage import atomic_write, file_lock, locked_append, quarantine
+from kpiloop.storage import atomic_write, locked_append
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +45,13 @@ def empty_document(now: str = "") -> dict[str, Any]:
 
 def load_active(data_dir: Path) -> dict[str, Any]:
     """The active.json document; missing or corrupt → an empty one (corruption is logged)."""
-    document, _ = _read(data_dir / ACTIVE_FILE)
+    document, _ = read_document(data_dir / ACTIVE_FILE, "suggestions", empty_document)
     return document
 
 
 def save_active(data_dir: Path, document: Mapping[str, Any]) -> None:
     """Write ``document`` atomically (prefer :func:`update_active`, which re-reads first)."""
-    atomic_write(data_dir / ACTIVE_FILE, _encode(document))
+    atomic_write(data_dir / ACTIVE_FILE, encode(document))
 
 
 def update_active(data_dir: Path, change: Callable[[dict[str, Any]], T], now: str) -> T:
@@ -59,18 +60,12 @@ def update_active(data_dir: Path, change: Callable[[dict[str, Any]], T], now: st
 
     A corrupt file is moved aside first (:func:`kpiloop.storage.quarantine`) and ``change`` sees an
     empty document; a file that cannot be read raises OSError and is left as it is."""
-    path = data_dir / ACTIVE_FILE
-    with file_lock(path):
-        document, corrupt = _read(path, strict=True)
-        if corrupt:
-            quarantine(path, "corrupt active suggestions; starting from none")
-        before = json.dumps(document, sort_keys=True)
-        result = change(document)
-        if json.dumps(document, sort_keys=True) != before:
-            document["last_updated"] = now
-            document.setdefault("version", VERSION)
-            atomic_write(path, _encode(document))
-    return result
+
+    def stamp(document: dict[str, Any]) -> None:
+        document["last_updated"] = now
+        document.setdefault("version", VERSION)
+
+    return update_document(data_dir / ACTIVE_FILE, "suggestions", empty_document, change, stamp)
 
 
 def suggestions_of(document: Mapping[str, Any], agent_type: str | None = None) -> list[dict[str, Any]]:
@@ -233,31 +228,3 @@ def _entry(suggestion: Suggestion, rule_id: str, agent_type: str, source_session
         "enabled": True,
         "tracking": new_tracking(),
     }
-
-
-def _read(path: Path, strict: bool = False) -> tuple[dict[str, Any], bool]:
-    """(document, corrupt); with ``strict``, a file that exists but cannot be read raises OSError
-    (so a writer never replaces a file it could not see)."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return empty_document(), False
-    except OSError as exc:
-        if strict:
-            raise
-        log.warning("cannot read %s: %s; treating it as empty", path, exc)
-        return empty_document(), False
-    try:
-        document = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        log.warning("corrupt %s (%s); treating it as empty", path, exc)
-        return empty_document(), True
-    if not isinstance(document, dict) or not isinstance(document.get("suggestions", []), list):
-        log.warning("corrupt %s (not an active-suggestions document); treating it as empty", path)
-        return empty_document(), True
-    document.setdefault("suggestions", [])
-    return document, False
-
-
-def _encode(document: Mapping[str, Any]) -> bytes:
-    return (json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")

@@ -1,34 +1,40 @@
 """JSON documents of the data dir changed by read-modify-write under a lock (standard library only).
 
 A document is a JSON object whose ``list_key`` holds a list (``suggestions`` in active.json,
-``pages`` in pages.json). Reading never raises: a missing file is the empty document, an
-unreadable one is logged and treated as empty, a corrupt one is logged, treated as empty and moved
-aside to ``{name}.corrupt`` before anything is written over it.
+``pages`` in pages.json). Readers never raise: a missing file is the empty document, an unreadable
+or corrupt one is logged and treated as empty. Writers are stricter: a corrupt file is moved aside
+(:func:`kpiloop.storage.quarantine`, a new ``{name}.corrupt-{UTC time}`` each time) before anything
+replaces it, and a file that exists but cannot be read raises OSError and is left as it is — a
+writer never replaces a file it could not see.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kpiloop.storage import atomic_write, file_lock
+from kpiloop.storage import atomic_write, file_lock, quarantine
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-def read_document(path: Path, list_key: str, empty: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
-    """(document, corrupt) of ``path``; ``empty()`` when missing, unreadable or corrupt."""
+def read_document(
+    path: Path, list_key: str, empty: Callable[[], dict[str, Any]], strict: bool = False
+) -> tuple[dict[str, Any], bool]:
+    """(document, corrupt) of ``path``; ``empty()`` when missing, corrupt or (unless ``strict``,
+    which raises OSError then) unreadable."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         return empty(), False
     except OSError as exc:
+        if strict:
+            raise
         log.warning("cannot read %s: %s; treating it as empty", path, exc)
         return empty(), False
     try:
@@ -50,16 +56,16 @@ def update_document(
     change: Callable[[dict[str, Any]], T],
     before_write: Callable[[dict[str, Any]], None] = lambda document: None,
 ) -> T:
-    """Under the file's lock: read ``path`` afresh, apply ``change`` in place, and when that altered
-    the document call ``before_write`` on it and write it atomically. Returns ``change``'s result."""
+    """Under the file's lock: read ``path`` afresh (strictly), move a corrupt file aside, apply
+    ``change`` in place, and when that altered the document call ``before_write`` on it and write it
+    atomically. Returns ``change``'s result."""
     with file_lock(path):
-        document, corrupt = read_document(path, list_key, empty)
+        document, corrupt = read_document(path, list_key, empty, strict=True)
+        if corrupt:
+            quarantine(path, f"corrupt; starting from an empty {list_key} list")
         before = json.dumps(document, sort_keys=True)
         result = change(document)
         if json.dumps(document, sort_keys=True) != before:
-            if corrupt:
-                os.replace(path, path.with_name(path.name + ".corrupt"))
-                log.warning("moved corrupt %s aside to %s.corrupt", path, path.name)
             before_write(document)
             atomic_write(path, encode(document))
     return result

@@ -113,7 +113,7 @@ def acknowledge(data_dir: Path, now: str, page_ids: Iterable[str] = (), agent_ty
 
 def update_pages(data_dir: Path, change: Callable[[dict[str, Any]], T]) -> T:
     """Under the file's lock: read pages.json afresh, apply ``change`` in place, write it back when
-    it changed (a corrupt file is moved aside to ``pages.json.corrupt`` first)."""
+    it changed (a corrupt file is moved aside to ``pages.json.corrupt-{UTC time}`` first)."""
     return update_document(data_dir / PAGES_FILE, "pages", empty_document, change)
 
 

@@ -143,6 +143,10 @@ def serve(
     while not stop.wait(PENDING_POLL_SECONDS):
         server.take_pending()
     state_file = server.shutdown()
+    if state_file is None:
+        raise click.ClickException(
+            f"stopped, but {server.processor.open_sessions()} open session(s) could not be saved"
+        )
     click.echo(f"kpiloop stopped: {server.processor.open_sessions()} open session(s) saved to {state_file}")
 
 

@@ -186,6 +186,8 @@ class Server:
     http: OtlpHttpReceiver
     otlp: OtlpMetrics | None = None
     restored_sessions: int = 0
+    unsaved_sessions: int = 0
+    """Open sessions the last shutdown could not save (the state file was not writable)."""
 
     def start(self) -> None:
         """Restore saved sessions, take pending hook records, then start serving."""
@@ -211,12 +213,20 @@ class Server:
         except Overloaded:
             return 0
 
-    def shutdown(self) -> Path:
-        """Stop accepting, process everything accepted, save open sessions; return the state file."""
+    def shutdown(self) -> Path | None:
+        """Stop accepting, process everything accepted, save open sessions; return the state file
+        (None when it could not be written: the error is logged and the rest still shuts down)."""
         self.http.shutdown()
         self.grpc.shutdown()
         state = self.worker.shutdown()
-        path = save_state(self.data_dir, state)
+        path: Path | None
+        try:
+            path = save_state(self.data_dir, state)
+        except OSError as error:
+            self.unsaved_sessions = len(state.get("open", []))
+            log.error("could not save %d open session(s) to %s: %s; they are lost", self.unsaved_sessions,
+                      self.data_dir / "state", error)  # fmt: skip
+            path = None
         self.history.shutdown()
         if self.otlp is not None:
             self.otlp.shutdown()
@@ -246,7 +256,8 @@ def build_server(
     settings = config.processors.session_kpi
     store = MetricsStore()
     metrics = KpiMetrics(store)
-    history = HistoryWriter(data_dir)
+    history = HistoryWriter(data_dir, on_failure=lambda: store.add(catalogue.HISTORY_WRITE_FAILURES, (), 1))
+    store.gauge_callback(catalogue.HISTORY_UNWRITTEN, lambda: {(): float(history.unwritten)})
     otlp = _otlp_exporter(config, store, env)
     sinks: list[SummaryConsumer] = [metrics, history] if otlp is None else [metrics, history, otlp]
     observer: Observer = metrics if otlp is None else ObserverFanOut([metrics, otlp])

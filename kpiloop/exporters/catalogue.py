@@ -132,5 +132,17 @@ EXPORT_FAILURES = MetricDef(
 )  # fmt: skip
 
 BUSINESS_METRICS = (SESSIONS, TOKENS, COST, TOOL_CALLS, ALERTS, INCIDENTS, BASELINE, SUGGESTIONS, OPEN_SESSIONS)
-SELF_METRICS = (RECEIVED, REFUSED, QUEUE_DEPTH, CLOSE_SECONDS, EMPTY_SESSIONS, LATE_EVENTS, EXPORT_FAILURES)
+HISTORY_WRITE_FAILURES = MetricDef(
+    None, "kpiloop_history_write_failures_total", "counter", (),
+    "Failed appends of a closed session to history/kpis.jsonl (disk full, data dir unwritable); retried.",
+)  # fmt: skip
+HISTORY_UNWRITTEN = MetricDef(
+    None, "kpiloop_history_unwritten_sessions", "gauge", (),
+    "Closed sessions whose history line waits in memory because history/kpis.jsonl takes no writes.",
+)  # fmt: skip
+
+SELF_METRICS = (
+    RECEIVED, REFUSED, QUEUE_DEPTH, CLOSE_SECONDS, EMPTY_SESSIONS, LATE_EVENTS, EXPORT_FAILURES,
+    HISTORY_WRITE_FAILURES, HISTORY_UNWRITTEN,
+)  # fmt: skip
 ALL_METRICS: tuple[MetricDef, ...] = (*KPI_METRICS.values(), *BUSINESS_METRICS, *SELF_METRICS)

@@ -277,7 +277,24 @@ def test_a_server_on_a_full_disk_keeps_serving_and_writes_the_sessions_once_it_c
         time.sleep(0.05)
     assert "No space left on device" in server.stderr()
     assert server.samples("agent_performance_sessions_total")  # still serving, sessions still counted
+    assert server.samples("kpiloop_history_write_failures_total") == [({}, 3.0)]
+    assert server.samples("kpiloop_history_unwritten_sessions") == [({}, 3.0)]
     history.unlink()  # space again: the next close writes the waiting lines first
     assert server.post("traces", spans_request("full-3", time.time_ns()), "application/json") == 200
     lines = server.wait_for_history(4)
     assert [x["session_id"] for x in lines] == ["full-0", "full-1", "full-2", "full-3"]
+    assert server.samples("kpiloop_history_unwritten_sessions") == [({}, 0.0)]
+
+
+def test_a_stop_that_cannot_save_open_sessions_says_so_and_exits_non_zero(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "state").write_text("a file where the state folder belongs")
+    server = ServeProcess(data_dir, tmp_path / "logs")
+    try:
+        sent = spans_request("kept-open", time.time_ns(), end=False)
+        assert server.post("traces", sent, "application/json") == 200
+    finally:
+        assert server.stop(check=False) == 1
+    assert "could not save 1 open session(s)" in server.stderr()
+    assert "Error: stopped, but 1 open session(s) could not be saved" in server.stderr()

@@ -92,9 +92,16 @@ class FeedbackStage:
             optimizations_active=active_ids,
         )
         enriched = dataclasses.replace(summary, assessment=assessment)
-        self._next.consume(enriched)
-        incidents = self._learn(enriched, baseline, stored, kpis, now)
-        self._write_outputs(enriched, baseline, suggestions, now)
+        self._next.consume(enriched)  # the history line: from here on the session is recorded
+        incidents: list[str] = []
+        try:
+            incidents = self._learn(enriched, baseline, stored, kpis, now)
+        except OSError:  # a full disk must not cost the report, suggestions or pages of this close
+            log.exception("could not update the %s baseline after session %s", agent, summary.session_id)
+        try:
+            self._write_outputs(enriched, baseline, suggestions, now)
+        except OSError:
+            log.exception("could not write the report of session %s", summary.session_id)
         self._activate(summary, suggestions, now)
         self._page(enriched, incidents, now)
         self._publish_suggestions(summary.agent_type)

@@ -296,3 +296,13 @@ def test_an_incident_opens_a_page(tmp_path: Path) -> None:
     assert (page["kpi"], page["kind"], page["value"]) == ("token_efficiency", "incident", None)
     stamp = page["opened_at"].replace(":", "").replace("-", "")
     assert incident.name == f"{AGENT}-token_efficiency-{stamp}.md"
+
+
+def test_an_unwritable_report_or_baseline_does_not_cost_the_rest_of_the_close(tmp_path: Path) -> None:
+    h = harness(tmp_path)
+    (tmp_path / "reports").write_text("a file where the reports folder belongs")
+    (tmp_path / "baselines").write_text("a file where the baselines folder belongs")
+    h.close(summary(0, error_rate=0.5, token_efficiency=0.005))
+    assert [line["session_id"] for line in h.history()] == [h.sink.items[-1].session_id]
+    assert load_pages(tmp_path)["pages"]  # the CRITICAL hard threshold still pages
+    assert (tmp_path / "optimizations" / "active.json").exists()  # and its suggestions are activated

@@ -56,11 +56,13 @@ def build_record(command: str, payload: dict[str, Any], agent_type: str, now_ns:
     session_id = sanitize_session_id(payload.get("session_id"))
     if session_id is None:
         return None
-    hook_event = str(payload.get("hook_event_name") or ("SessionEnd" if command == "session-end" else "unknown"))
+    named = payload.get("hook_event_name")
+    default_event = "SessionEnd" if command == "session-end" else "unknown"
+    hook_event = named[:100] if isinstance(named, str) and named else default_event
     attrs: dict[str, Any] = {"session.id": session_id, "hook.event": hook_event}
     if agent_type != DEFAULT_AGENT_TYPE:
         attrs["agent.type"] = agent_type
-    attrs.update(_details(hook_event, payload))
+    attrs.update(_details(hook_event, payload, now_ns))
     event_name = SESSION_END_EVENT if command == "session-end" or hook_event == "SessionEnd" else HOOK_EVENT
     record = {
         "timeUnixNano": str(now_ns),
@@ -75,7 +77,7 @@ def build_record(command: str, payload: dict[str, Any], agent_type: str, now_ns:
 
 def deliver(request: dict[str, Any], options: dict[str, str]) -> bool:
     """POST the request to the collector; keep it under pending/ when that fails. True if sent."""
-    body = json.dumps(request, separators=(",", ":")).encode()
+    body = json.dumps(request, separators=(",", ":"), allow_nan=False).encode()
     if post_json(options["endpoint"], "/v1/logs", body):
         return True
     pending = os.path.join(options["data_dir"], PENDING_DIR, PENDING_FILE)
@@ -105,8 +107,9 @@ def post_json(endpoint: str, path: str, body: bytes) -> bool:
     return len(parts) >= 2 and parts[1][:1] == b"2"
 
 
-def _details(hook_event: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """The payload's ids, names, counts and durations; never its free text."""
+def _details(hook_event: str, payload: dict[str, Any], now_ns: int) -> dict[str, Any]:
+    """The payload's ids, names, counts and durations; never its free text. A duration that is not
+    a finite number of milliseconds since 1970 is left out (the collector would refuse the record)."""
     details: dict[str, Any] = {}
     for key, attr in (("tool_name", "tool_name"), ("tool_use_id", "tool_use_id"), ("prompt_id", "prompt.id"),
                       ("source", "source"), ("reason", "reason"), ("agent_type", "subagent.type"),
@@ -114,7 +117,7 @@ def _details(hook_event: str, payload: dict[str, Any]) -> dict[str, Any]:
         if isinstance(payload.get(key), str) and payload[key]:
             details[attr] = payload[key][:200]
     duration = payload.get("duration_ms")
-    if isinstance(duration, int | float) and not isinstance(duration, bool) and duration >= 0:
+    if isinstance(duration, int | float) and not isinstance(duration, bool) and 0 <= duration <= now_ns / 1e6:
         details["duration_ms"] = float(duration)
     if hook_event in ("PostToolUse", "PostToolUseFailure"):
         details["success"] = hook_event == "PostToolUse"
@@ -134,12 +137,18 @@ def _task_details(tool: object, tool_input: object) -> dict[str, Any]:
         return {k: v[:100] for k, v in (("task.id", task_id), ("task.status", status)) if isinstance(v, str)}
     if tool == "TodoWrite" and isinstance(tool_input.get("todos"), list):
         todos = [t for t in tool_input["todos"] if isinstance(t, dict)][:1000]
-        return {"todos": [f"{_digest(t.get('content'))}:{t.get('status', '')}" for t in todos]}
+        return {"todos": [f"{_digest(t.get('content'))}:{_short(t.get('status'))}" for t in todos]}
     return {}
 
 
-def _digest(text: object) -> str:
-    return hashlib.sha256(str(text).encode()).hexdigest()[:16]
+def _digest(content: object) -> str:
+    """Same as the collector's ``todo_key``: a hash of the text, of a number's or null's repr, else of ""."""
+    text = content if isinstance(content, str) else repr(content) if isinstance(content, int | float | None) else ""
+    return hashlib.sha256(text.encode(errors="replace")).hexdigest()[:16]
+
+
+def _short(value: object) -> str:
+    return value[:64] if isinstance(value, str) else ""
 
 
 def _any_value(value: Any) -> dict[str, Any]:
@@ -151,14 +160,14 @@ def _any_value(value: Any) -> dict[str, Any]:
         return {"doubleValue": value}
     if isinstance(value, list):
         return {"arrayValue": {"values": [_any_value(item) for item in value]}}
-    return {"stringValue": str(value)}
+    return {"stringValue": str(value).encode("utf-8", "replace").decode("utf-8")}  # lone surrogates: not JSON
 
 
 def _read_payload(stream: Any) -> dict[str, Any]:
     raw = stream.read(MAX_PAYLOAD_BYTES)
     try:
         payload = json.loads(raw) if raw.strip() else {}
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep to parse
         return {}
     return payload if isinstance(payload, dict) else {}
 

@@ -26,6 +26,8 @@ JSON_REJECTED_FIELD = {"traces": "rejectedSpans", "logs": "rejectedLogRecords", 
 GRPC_CODE_FOR_STATUS = {400: 3, 404: 12, 405: 12, 413: 8, 415: 3, 429: 8, 431: 8, 503: 14}
 PROTOBUF = b"application/x-protobuf"
 JSON = b"application/json"
+MAX_MESSAGE_CHARS = 1000
+"""Longest error message sent back: enough to name the problem, never an echo of a large input."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,22 +85,30 @@ def decode_body(signal: str, headers: Mapping[bytes, bytes], body: bytes, limit:
 
 def export_reply(signal: str, result: IngestResult, json: bool) -> HttpReply:
     """200 with the signal's Export*ServiceResponse, carrying partial_success when items were rejected."""
+    message = sendable(result.message)
     if json:
-        partial = {JSON_REJECTED_FIELD[signal]: str(result.rejected), "errorMessage": result.message}
+        partial = {JSON_REJECTED_FIELD[signal]: str(result.rejected), "errorMessage": message}
         return HttpReply(200, JSON, orjson.dumps({"partialSuccess": partial} if result.rejected else {}))
     response = _RESPONSES[signal]()
     if result.rejected:
         setattr(response.partial_success, REJECTED_FIELD[signal], result.rejected)
-        response.partial_success.error_message = result.message
+        response.partial_success.error_message = message
     return HttpReply(200, PROTOBUF, response.SerializeToString())
 
 
 def error_reply(status: int, message: str, json: bool | None, extra: tuple[tuple[bytes, bytes], ...] = ()) -> HttpReply:
     """An error status with a ``google.rpc.Status`` body; JSON unless the request was protobuf."""
     code = GRPC_CODE_FOR_STATUS.get(status, 2)
+    message = sendable(message)
     if json is False:
         return HttpReply(status, PROTOBUF, Status(code=code, message=message).SerializeToString(), extra)
     return HttpReply(status, JSON, orjson.dumps({"code": code, "message": message}), extra)
+
+
+def sendable(message: str) -> str:
+    """``message`` cut to :data:`MAX_MESSAGE_CHARS` and made valid UTF-8 (protobuf and JSON refuse
+    lone surrogates)."""
+    return message[:MAX_MESSAGE_CHARS].encode("utf-8", "replace").decode("utf-8")
 
 
 def _decode_json(signal: str, body: bytes) -> Iterator[Record | InputError]:

@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AGGREGATION_TEMPORALITY_CUMULATIVE, Metric
 
-from kpiloop.collector.records import DataPointRecord, LogRecord, SpanEventRecord, SpanRecord
+from kpiloop.collector.records import DataPointRecord, LogRecord, SpanEventRecord, SpanRecord, check_times
 from kpiloop.errors import InputError
 
 MAX_DEPTH = 16
@@ -47,16 +47,18 @@ def decode_traces(request: ExportTraceServiceRequest) -> Iterator[SpanRecord | I
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 try:
-                    yield SpanRecord(
-                        name=span.name,
-                        start_ns=span.start_time_unix_nano,
-                        end_ns=span.end_time_unix_nano,
-                        attributes=attributes(span.attributes),
-                        resource=resource,
-                        status_code=span.status.code,
-                        events=[
-                            SpanEventRecord(e.name, e.time_unix_nano, attributes(e.attributes)) for e in span.events
-                        ],
+                    yield check_times(
+                        SpanRecord(
+                            name=span.name,
+                            start_ns=span.start_time_unix_nano,
+                            end_ns=span.end_time_unix_nano,
+                            attributes=attributes(span.attributes),
+                            resource=resource,
+                            status_code=span.status.code,
+                            events=[
+                                SpanEventRecord(e.name, e.time_unix_nano, attributes(e.attributes)) for e in span.events
+                            ],
+                        )
                     )
                 except InputError as error:
                     yield error
@@ -69,12 +71,14 @@ def decode_logs(request: ExportLogsServiceRequest) -> Iterator[LogRecord | Input
         for scope_logs in resource_logs.scope_logs:
             for log in scope_logs.log_records:
                 try:
-                    yield LogRecord(
-                        time_ns=log.time_unix_nano or log.observed_time_unix_nano,
-                        body=any_value(log.body, 0) if log.HasField("body") else None,
-                        attributes=attributes(log.attributes),
-                        resource=resource,
-                        event_name=log.event_name or None,
+                    yield check_times(
+                        LogRecord(
+                            time_ns=log.time_unix_nano or log.observed_time_unix_nano,
+                            body=any_value(log.body, 0) if log.HasField("body") else None,
+                            attributes=attributes(log.attributes),
+                            resource=resource,
+                            event_name=log.event_name or None,
+                        )
                     )
                 except InputError as error:
                     yield error
@@ -126,14 +130,16 @@ def _points(metric: Metric, resource: dict[str, Any]) -> Iterator[DataPointRecor
     for point in body.data_points:
         try:
             value = point.as_double if point.WhichOneof("value") == "as_double" else float(point.as_int)
-            yield DataPointRecord(
-                metric=metric.name,
-                start_ns=point.start_time_unix_nano,
-                time_ns=point.time_unix_nano,
-                value=value,
-                attributes=attributes(point.attributes),
-                resource=resource,
-                cumulative=cumulative,
+            yield check_times(
+                DataPointRecord(
+                    metric=metric.name,
+                    start_ns=point.start_time_unix_nano,
+                    time_ns=point.time_unix_nano,
+                    value=value,
+                    attributes=attributes(point.attributes),
+                    resource=resource,
+                    cumulative=cumulative,
+                )
             )
         except InputError as error:
             yield error

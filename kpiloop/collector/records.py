@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from kpiloop.collector.values import as_time_ns
 
 Attributes = Mapping[str, Any]
 
@@ -61,3 +63,21 @@ class DataPointRecord:
     attributes: Attributes
     resource: Attributes
     cumulative: bool = False
+
+
+R = TypeVar("R", SpanRecord, LogRecord, DataPointRecord)
+
+
+def check_times(record: R) -> R:
+    """``record`` itself once every time in it is in [0, 2^63) ns; InputError otherwise."""
+    if isinstance(record, SpanRecord):
+        as_time_ns(record.start_ns, "start time")
+        as_time_ns(record.end_ns, "end time")
+        for event in record.events:
+            as_time_ns(event.time_ns, "event time")
+    elif isinstance(record, LogRecord):
+        as_time_ns(record.time_ns, "time")
+    else:
+        as_time_ns(record.start_ns, "start time")
+        as_time_ns(record.time_ns, "time")
+    return record

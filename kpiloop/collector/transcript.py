@@ -39,6 +39,8 @@ import orjson
 from kpiloop.collector.adapters import EventAdapter
 from kpiloop.collector.plan_jsonl import to_nanos
 from kpiloop.collector.records import LogRecord
+from kpiloop.collector.values import as_time_ns
+from kpiloop.errors import InputError
 from kpiloop.model import Event
 from kpiloop.types import AgentType, SessionId
 
@@ -112,9 +114,15 @@ def meta_agent_type(path: str) -> str | None:
 
 
 def line_time(doc: Mapping[str, Any]) -> int | None:
-    """The line's ``timestamp`` in ns since the epoch; None when it has none (InputError when unreadable)."""
+    """The line's ``timestamp`` in ns since the epoch; None when it has none (InputError when unreadable
+    or outside 1970 to 2262)."""
     value = doc.get("timestamp")
-    return None if value is None or value == "" else to_nanos(value, "timestamp")
+    if value is None or value == "":
+        return None
+    try:
+        return as_time_ns(to_nanos(value, "timestamp"), "timestamp")
+    except (ValueError, OverflowError) as error:  # what the date parser raises past its range
+        raise InputError(f"timestamp is not a usable time: {error}", reason="bad_value") from None
 
 
 class Bounded(Generic[K, V]):
@@ -324,7 +332,7 @@ def is_denied(doc: Mapping[str, Any], block: Mapping[str, Any]) -> bool:
     False
     """
     decision = doc.get("permissionDecision")
-    if isinstance(decision, Mapping) and str(decision.get("decision", "")).lower() in REJECTED_DECISIONS:
+    if isinstance(decision, Mapping) and (_text(decision.get("decision")) or "").lower() in REJECTED_DECISIONS:
         return True
     if block.get("is_error") is not True:
         return False
@@ -395,7 +403,12 @@ class TranscriptReader:
 def _tool_use(block: Mapping[str, Any], time_ns: int) -> ToolUse:
     name = _text(block.get("name")) or "unknown"
     raw = block.get("input")
-    tool_input = orjson.dumps(raw).decode() if name in TASK_TOOLS and isinstance(raw, dict) else None
+    tool_input = None
+    if name in TASK_TOOLS and isinstance(raw, dict):
+        try:
+            tool_input = orjson.dumps(raw).decode()
+        except orjson.JSONEncodeError:  # nested past orjson's depth limit: no task status from it
+            tool_input = None
     return ToolUse(name, time_ns, tool_input)
 
 
@@ -423,7 +436,8 @@ def _content_text(content: object) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(str(b.get("text", "")) for b in content if isinstance(b, Mapping) and b.get("type") == "text")
+        texts = (b.get("text") for b in content if isinstance(b, Mapping) and b.get("type") == "text")
+        return "".join(text for text in texts if isinstance(text, str))
     return ""
 
 

@@ -24,7 +24,7 @@ import orjson
 from kpiloop.collector.adapters.common import Origin
 from kpiloop.collector.adapters.genai import genai_span_events, is_genai_span
 from kpiloop.collector.records import STATUS_ERROR, DataPointRecord, LogRecord, SpanRecord
-from kpiloop.collector.values import as_bool, as_count, as_duration_ms, as_optional_float, as_str
+from kpiloop.collector.values import as_bool, as_count, as_optional_float, as_str, start_before
 from kpiloop.model import (
     ActiveTime,
     ApiCall,
@@ -56,7 +56,7 @@ def log_events(name: str, log: LogRecord, origin: Origin) -> list[Event]:
         return [_api_call(log, origin, ok=False)]
     if name == "tool_result":
         return [_tool_result(log, origin)]
-    if name == "tool_decision" and str(log.attributes.get("decision", "")).lower() == "reject":
+    if name == "tool_decision" and (as_str(log.attributes.get("decision")) or "").lower() == "reject":
         return [_denial(log, origin)]
     if name == "user_prompt":
         return [_prompt(log, origin)]
@@ -67,11 +67,9 @@ def metric_events(point: DataPointRecord, origin: Origin) -> list[Event]:
     """Events for one Claude Code metric data point."""
     name = point.metric.removeprefix(PREFIX)
     value = as_optional_float(point.value, point.metric) or 0.0
-    if value < 0:
-        return []
     model = as_str(point.attributes.get("model")) or ""
     if name == "token.usage":
-        token_type = TOKEN_TYPES.get(str(point.attributes.get("type")))
+        token_type = TOKEN_TYPES.get(as_str(point.attributes.get("type")) or "")
         return [] if token_type is None else [_usage(point, origin, model, token_type, value)]
     if name == "cost.usage":
         return [_usage(point, origin, model, None, value)]
@@ -185,14 +183,13 @@ class ClaudeCodeCorrelator:
 
 def _api_call(log: LogRecord, origin: Origin, ok: bool) -> ApiCall:
     attrs = log.attributes
-    duration_ns = round(as_duration_ms(attrs.get("duration_ms"), "duration_ms") * 1_000_000)
     write_total = as_count(attrs.get("cache_creation_tokens"), "cache_creation_tokens")
     write_1h = as_count(attrs.get("cache_creation_1h_tokens"), "cache_creation_1h_tokens")
     agent = attrs.get("agent.name")
     return ApiCall(
         session_id=origin.session_id,
         agent_type=origin.agent_type,
-        start_ns=max(0, log.time_ns - duration_ns),
+        start_ns=start_before(log.time_ns, attrs.get("duration_ms"), "duration_ms"),
         end_ns=log.time_ns,
         source="claude_code",
         model=as_str(attrs.get("model")) or "",
@@ -212,13 +209,12 @@ def _api_call(log: LogRecord, origin: Origin, ok: bool) -> ApiCall:
 
 def _tool_result(log: LogRecord, origin: Origin) -> ToolCall:
     attrs = log.attributes
-    duration_ns = round(as_duration_ms(attrs.get("duration_ms"), "duration_ms") * 1_000_000)
     tool = as_str(attrs.get("tool_name")) or "unknown"
     task_id, task_status, todos = _task_fields(tool, attrs.get("tool_input"))
     return ToolCall(
         session_id=origin.session_id,
         agent_type=origin.agent_type,
-        start_ns=max(0, log.time_ns - duration_ns),
+        start_ns=start_before(log.time_ns, attrs.get("duration_ms"), "duration_ms"),
         end_ns=log.time_ns,
         source="claude_code",
         tool=tool,
@@ -287,15 +283,21 @@ def _task_fields(tool: str, raw_input: object) -> tuple[str | None, str | None, 
     if not isinstance(todos, list):
         return None, None, None
     items = tuple(
-        TodoItem(key=hashlib.sha256(str(t.get("content")).encode()).hexdigest()[:16], status=str(t.get("status", "")))
+        TodoItem(key=todo_key(t.get("content")), status=as_str(t.get("status")) or "")
         for t in todos
         if isinstance(t, dict)
     )
     return None, None, items
 
 
+def todo_key(content: object) -> str:
+    """A todo item's identity: a hash of its text (``kpiloop hook event`` hashes it the same way)."""
+    text = content if isinstance(content, str) else repr(content) if isinstance(content, int | float | None) else ""
+    return hashlib.sha256(text.encode(errors="replace")).hexdigest()[:16]
+
+
 def _series(point: DataPointRecord) -> str:
-    return "|".join(f"{key}={point.attributes.get(key, '')}" for key in _SERIES_KEYS) + f"|{point.metric}"
+    return "|".join(f"{key}={as_str(point.attributes.get(key)) or ''}" for key in _SERIES_KEYS) + f"|{point.metric}"
 
 
 def _optional_count(value: object, key: str) -> int | None:

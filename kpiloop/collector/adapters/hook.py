@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from kpiloop.collector.adapters.common import Origin
 from kpiloop.collector.records import LogRecord
-from kpiloop.collector.values import as_bool, as_count, as_duration_ms, as_str
+from kpiloop.collector.values import as_bool, as_count, as_str, start_before
 from kpiloop.model import Event, Prompt, SessionStart, TodoItem, ToolCall
 
 HOOK_EVENT = "kpiloop.hook"
@@ -39,11 +39,10 @@ def hook_events(log: LogRecord, origin: Origin) -> list[Event]:
 
 def _tool_call(log: LogRecord, origin: Origin, hook: str) -> ToolCall:
     attrs = log.attributes
-    duration_ns = round(as_duration_ms(attrs.get("duration_ms"), "duration_ms") * 1_000_000)
     return ToolCall(
         session_id=origin.session_id,
         agent_type=origin.agent_type,
-        start_ns=max(0, log.time_ns - duration_ns),
+        start_ns=start_before(log.time_ns, attrs.get("duration_ms"), "duration_ms"),
         end_ns=log.time_ns,
         source="hook",
         tool=as_str(attrs.get("tool_name")) or "unknown",
@@ -61,5 +60,5 @@ def _tool_call(log: LogRecord, origin: Origin, hook: str) -> ToolCall:
 def _todos(value: object) -> tuple[TodoItem, ...] | None:
     if not isinstance(value, list):
         return None
-    items = (str(entry).rpartition(":") for entry in value)
-    return tuple(TodoItem(key=key, status=status) for key, _, status in items)
+    items = (entry.rpartition(":") for entry in value if isinstance(entry, str))  # "<hash>:<status>"
+    return tuple(TodoItem(key=key[:64], status=status[:64]) for key, _, status in items)

@@ -78,33 +78,50 @@ def build_record(command: str, payload: dict[str, Any], agent_type: str, now_ns:
 def deliver(request: dict[str, Any], options: dict[str, str]) -> bool:
     """POST the request to the collector; keep it under pending/ when that fails. True if sent."""
     body = json.dumps(request, separators=(",", ":"), allow_nan=False).encode()
-    if post_json(options["endpoint"], "/v1/logs", body):
+    if post_json(options["endpoint"], "/v1/logs", body, options.get("token", "")):
         return True
     pending = os.path.join(options["data_dir"], PENDING_DIR, PENDING_FILE)
     storage.locked_append(_path(pending), body + b"\n")
     return False
 
 
-def post_json(endpoint: str, path: str, body: bytes) -> bool:
-    """One HTTP/1.1 POST over a plain socket with tight timeouts; True on a 2xx answer."""
+def post_json(endpoint: str, path: str, body: bytes, token: str = "") -> bool:
+    """One HTTP/1.1 POST over a plain (``http://``) or TLS (``https://``) socket with tight timeouts,
+    with ``Authorization: Bearer token`` when a token is given; True on a 2xx answer."""
     try:
         host, port, prefix = _split_endpoint(endpoint)
     except ValueError:
         return False  # a malformed endpoint: keep the record under pending/
     deadline = time.monotonic() + TOTAL_TIMEOUT_S
+    auth = f"Authorization: Bearer {token}\r\n" if _usable_token(token) else ""
     head = (
-        f"POST {prefix}{path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"POST {prefix}{path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n{auth}"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode()
     try:
-        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S) as conn:
-            conn.settimeout(max(0.001, deadline - time.monotonic()))
-            conn.sendall(head + body)
-            status_line = conn.recv(64)
-    except OSError:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S) as raw:
+            raw.settimeout(max(0.001, deadline - time.monotonic()))
+            with _secured(raw, host) if endpoint.startswith("https://") else raw as conn:
+                conn.sendall(head + body)
+                status_line = conn.recv(64)
+    except (OSError, ValueError):
         return False
     parts = status_line.split(b" ", 2)
     return len(parts) >= 2 and parts[1][:1] == b"2"
+
+
+def _secured(conn: socket.socket, host: str) -> socket.socket:
+    """TLS over ``conn``, verified against the system CAs or ``$KPILOOP_CA_FILE`` (ssl is imported only
+    for an ``https://`` endpoint: it costs the plain path nothing)."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=os.environ.get("KPILOOP_CA_FILE") or None)
+    return context.wrap_socket(conn, server_hostname=host)
+
+
+def _usable_token(token: str) -> bool:
+    """A bearer token as kpiloop serve accepts them (RFC 6750 characters): never a header injection."""
+    return bool(token) and len(token) <= 4096 and all(c.isascii() and (c.isalnum() or c in "-._~+/=") for c in token)
 
 
 def _details(hook_event: str, payload: dict[str, Any], now_ns: int) -> dict[str, Any]:
@@ -177,6 +194,7 @@ def _options(argv: list[str]) -> dict[str, str]:
     options = {
         "command": argv[0] if argv else "",
         "endpoint": os.environ.get("KPILOOP_ENDPOINT") or DEFAULT_ENDPOINT,
+        "token": os.environ.get("KPILOOP_BEARER_TOKEN", "").strip(),
         "agent_type": "",
         "data_dir": os.environ.get("KPILOOP_HOME") or os.path.expanduser("~/.claude/telemetry"),
     }

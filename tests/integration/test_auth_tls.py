@@ -8,9 +8,11 @@ import contextlib
 import http.client
 import json
 import logging
+import os
 import shutil
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -404,3 +406,33 @@ def test_unusable_tls_files_stop_start_up_naming_the_key(pki: Pki, tmp_path: Pat
     )  # fmt: skip
     with pytest.raises(ConfigError, match=r"receivers\.otlp\.protocols\.http\.tls: cert_file and key_file do not"):
         build_server(mismatched, tmp_path, SystemClock(), LOOPBACK, environ={})
+
+
+# --- the hook commands ------------------------------------------------------------------------
+
+
+def run_hook(session: str, data_dir: Path, env: dict[str, str]) -> bool:
+    """``kpiloop hook session-end`` as Claude Code runs it; True when the record reached the server
+    (nothing was left under ``pending/``)."""
+    payload = json.dumps({"session_id": session, "hook_event_name": "SessionEnd", "reason": "exit"}).encode()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("KPILOOP_")} | env
+    command = [sys.executable, "-m", "kpiloop", "hook", "session-end", "--data-dir", str(data_dir)]
+    done = subprocess.run(command, input=payload, capture_output=True, env=environ, timeout=30, check=False)
+    assert done.returncode == 0 and done.stdout == b"" and done.stderr == b""
+    pending = data_dir / "pending" / "hook-records.jsonl"
+    delivered = not pending.exists()
+    pending.unlink(missing_ok=True)
+    return delivered
+
+
+def test_the_hooks_send_the_token_over_tls(secured: Server, pki: Pki, tmp_path: Path) -> None:
+    """The hook gives the server 70 ms; on a loaded machine a try can run out, so up to 5 tries."""
+    env = {"KPILOOP_ENDPOINT": f"https://127.0.0.1:{secured.http.port}", "KPILOOP_CA_FILE": str(pki.ca)}
+    before = refused(secured, "otlp_http")
+    assert any(run_hook("hook-tls", tmp_path, env | {"KPILOOP_BEARER_TOKEN": TOKEN}) for _ in range(5))
+    assert refused(secured, "otlp_http") == before
+    assert not any(run_hook("hook-no-token", tmp_path, env) for _ in range(2))
+    assert not any(
+        run_hook("hook-bad-token", tmp_path, env | {"KPILOOP_BEARER_TOKEN": "x\r\nX-Evil: 1"}) for _ in range(2)
+    )
+    assert refused(secured, "otlp_http") > before

@@ -37,6 +37,7 @@ from typing import Any, Generic, TypeVar
 import orjson
 
 from kpiloop.collector.adapters import EventAdapter
+from kpiloop.collector.adapters.common import model_of
 from kpiloop.collector.plan_jsonl import to_nanos
 from kpiloop.collector.records import LogRecord
 from kpiloop.collector.values import as_time_ns
@@ -248,7 +249,7 @@ class TranscriptDecoder:
         usage = message.get("usage")
         call = {
             "request_id": request_id,
-            "model": "" if model == SYNTHETIC_MODEL else model,
+            "model": "" if model == SYNTHETIC_MODEL else model_of(model),
             "duration_ms": duration_ms,
         }
         if doc.get("isApiErrorMessage") is True:

@@ -282,11 +282,6 @@ def test_metrics_labels_carry_only_sanitized_agent_types(recorded: tuple[Server,
         assert raw not in text and json.dumps(raw)[1:-1] not in text
 
 
-@pytest.mark.xfail(
-    reason="model ids reach the agent_performance_* model label as sent: the adapters should pass them "
-    "through kpiloop.identity.sanitize_model (reported to the decoder/adapter owner)",
-    strict=True,
-)
 def test_metrics_model_labels_are_sanitized(recorded: tuple[Server, Path]) -> None:
     server, _ = recorded
     with urllib.request.urlopen(f"http://127.0.0.1:{server.prometheus.port}/metrics", timeout=10) as answer:

@@ -21,7 +21,7 @@ from dataclasses import replace
 
 import orjson
 
-from kpiloop.collector.adapters.common import Origin
+from kpiloop.collector.adapters.common import Origin, model_of
 from kpiloop.collector.adapters.genai import genai_span_events, is_genai_span
 from kpiloop.collector.records import STATUS_ERROR, DataPointRecord, LogRecord, SpanRecord
 from kpiloop.collector.values import as_bool, as_count, as_optional_float, as_str, start_before
@@ -67,7 +67,7 @@ def metric_events(point: DataPointRecord, origin: Origin) -> list[Event]:
     """Events for one Claude Code metric data point."""
     name = point.metric.removeprefix(PREFIX)
     value = as_optional_float(point.value, point.metric) or 0.0
-    model = as_str(point.attributes.get("model")) or ""
+    model = model_of(point.attributes.get("model"))
     if name == "token.usage":
         token_type = TOKEN_TYPES.get(as_str(point.attributes.get("type")) or "")
         return [] if token_type is None else [_usage(point, origin, model, token_type, value)]
@@ -169,7 +169,7 @@ class ClaudeCodeCorrelator:
             start_ns=span.start_ns,
             end_ns=span.end_ns,
             source="claude_code",
-            model=as_str(attrs.get("model") or attrs.get("gen_ai.response.model")) or "",
+            model=model_of(attrs.get("model"), attrs.get("gen_ai.response.model")),
             request_id=as_str(attrs.get("request_id") or attrs.get("gen_ai.response.id")),
             input_tokens=as_count(attrs.get("input_tokens"), "input_tokens"),
             output_tokens=as_count(attrs.get("output_tokens"), "output_tokens"),
@@ -192,7 +192,7 @@ def _api_call(log: LogRecord, origin: Origin, ok: bool) -> ApiCall:
         start_ns=start_before(log.time_ns, attrs.get("duration_ms"), "duration_ms"),
         end_ns=log.time_ns,
         source="claude_code",
-        model=as_str(attrs.get("model")) or "",
+        model=model_of(attrs.get("model")),
         request_id=as_str(attrs.get("request_id")),
         input_tokens=as_count(attrs.get("input_tokens"), "input_tokens"),
         output_tokens=as_count(attrs.get("output_tokens"), "output_tokens"),

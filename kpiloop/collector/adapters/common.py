@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from kpiloop.collector.records import Attributes
 from kpiloop.collector.values import as_optional_float, as_str
-from kpiloop.identity import resolve_agent_type, resolve_session_id
+from kpiloop.identity import resolve_agent_type, resolve_session_id, sanitize_model
 from kpiloop.model import Evaluation, Source
 from kpiloop.types import AgentType, SessionId
 
@@ -31,6 +31,20 @@ def origin_of(attributes: Attributes, resource: Attributes, default_agent: Agent
     if resource.get("service.name") == "claude-code":
         source = "claude_code"
     return Origin(session_id, resolve_agent_type(attributes, resource, default_agent), source)
+
+
+def model_of(*values: object) -> str:
+    """The first non-empty model id among ``values``, sanitized for paths, labels and text
+    (:func:`kpiloop.identity.sanitize_model`); ``""`` when there is none.
+
+    >>> model_of(None, "claude-opus-4-6"), model_of("evil\\n# heading"), model_of("")
+    ('claude-opus-4-6', 'evil_heading', '')
+    """
+    for value in values:
+        text = as_str(value)
+        if text:
+            return sanitize_model(text)
+    return ""
 
 
 def is_evaluation(name: str | None, attributes: Attributes) -> bool:

@@ -4,7 +4,7 @@ model's ``input_tokens`` does not, so cache reads and writes are subtracted."""
 
 from __future__ import annotations
 
-from kpiloop.collector.adapters.common import Origin
+from kpiloop.collector.adapters.common import Origin, model_of
 from kpiloop.collector.records import STATUS_ERROR, SpanRecord
 from kpiloop.collector.values import as_count, as_optional_float, as_str
 from kpiloop.model import ApiCall, Event, ToolCall
@@ -43,7 +43,7 @@ def _api_call(span: SpanRecord, origin: Origin) -> ApiCall:
         start_ns=span.start_ns,
         end_ns=span.end_ns,
         source=origin.source,
-        model=as_str(attrs.get("gen_ai.response.model") or attrs.get("gen_ai.request.model")) or "",
+        model=model_of(attrs.get("gen_ai.response.model"), attrs.get("gen_ai.request.model")),
         request_id=as_str(attrs.get("gen_ai.response.id")),
         input_tokens=max(0, input_total - cache_read - cache_write),
         output_tokens=as_count(attrs.get(OUTPUT), OUTPUT),

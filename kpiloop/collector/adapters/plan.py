@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from kpiloop.collector.adapters.common import Origin
+from kpiloop.collector.adapters.common import Origin, model_of
 from kpiloop.collector.records import STATUS_ERROR, SpanRecord
 from kpiloop.collector.values import as_bool, as_count, as_optional_float, as_str
 from kpiloop.model import ApiCall, ContextSnapshot, Event, ToolCall
@@ -35,7 +35,7 @@ def _api_call(span: SpanRecord, origin: Origin) -> ApiCall:
         start_ns=span.start_ns,
         end_ns=span.end_ns,
         source=origin.source,
-        model=as_str(attrs.get("tokens.model")) or "",
+        model=model_of(attrs.get("tokens.model")),
         request_id=as_str(attrs.get("request_id")),
         input_tokens=as_count(attrs.get("tokens.input"), "tokens.input"),
         output_tokens=as_count(attrs.get("tokens.output"), "tokens.output"),

@@ -26,12 +26,15 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from kpiloop.collector import otlp_proto
-from kpiloop.collector.http_codec import REJECTED_FIELD
+from kpiloop.collector.http_codec import REJECTED_FIELD, sendable
 from kpiloop.collector.ingest import Ingest, Overloaded, Record
 from kpiloop.errors import InputError
 from kpiloop.exposure import UNAUTHENTICATED, bearer_token_ok
 
 log = logging.getLogger(__name__)
+
+INTERNAL = "internal"
+"""Refusal reason of a request that hit a bug (answered INTERNAL and counted, never silent)."""
 
 SERVICES = {
     "traces": "opentelemetry.proto.collector.trace.v1.TraceService",
@@ -128,15 +131,19 @@ class OtlpGrpcReceiver:
             result = self._ingest.submit(signal, _DECODERS[signal](request))
         except InputError as error:
             self._ingest.refuse(signal, error.reason)
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, sendable(str(error)))
         except Overloaded as busy:
             code = grpc.StatusCode.UNAVAILABLE if busy.stopping else grpc.StatusCode.RESOURCE_EXHAUSTED
             context.set_trailing_metadata(((STATUS_DETAILS_KEY, _retry_status(code, str(busy), busy.retry_after)),))
             context.abort(code, str(busy))
+        except Exception:  # a bug must cost one request INTERNAL, counted, never the server
+            log.exception("internal error while handling an OTLP/gRPC %s export", signal)
+            self._ingest.refuse(signal, INTERNAL)
+            context.abort(grpc.StatusCode.INTERNAL, "internal error; the request was not processed")
         response = _RESPONSES[signal]()
         if result.rejected:
             setattr(response.partial_success, REJECTED_FIELD[signal], result.rejected)
-            response.partial_success.error_message = result.message
+            response.partial_success.error_message = sendable(result.message)
         return response
 
 

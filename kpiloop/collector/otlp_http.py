@@ -46,6 +46,8 @@ MAX_HEAD_BYTES = 64 * 1024
 """Request line and headers; httptools buffers them without a bound of its own."""
 SUPPORTED_ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip"})
 GRPC_UNAUTHENTICATED = 16
+INTERNAL = "internal"
+"""Refusal reason of a request that hit a bug (answered 500 and counted, never silent)."""
 CLOSE_AFTER_REPLY = frozenset({401, 413})
 """Early answers after which the rest of the body is not worth reading."""
 
@@ -149,7 +151,9 @@ class _Connection(asyncio.Protocol):
         try:
             reply = self._early or self._receiver.handle(self._request)
         except Exception:  # a bug must cost one request a 500, never the connection or the server
-            log.exception("internal error while handling %s", self._request.url[:100])
+            url = self._request.url[:100].decode("ascii", "backslashreplace")
+            log.exception("internal error while handling %s", url)
+            self._receiver.refuse(self._request, INTERNAL)
             reply = error_reply(500, "internal error; the request was not processed", None)
         if self._parser.get_method() == b"HEAD":
             reply = replace(reply, body=b"")  # a HEAD answer carries no content, or keep-alive clients desync

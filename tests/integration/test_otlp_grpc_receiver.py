@@ -3,6 +3,7 @@ own OTLP exporters: responses, ``partial_success``, status codes with their deta
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -41,6 +42,7 @@ from kpiloop.collector.adapters import EventAdapter
 from kpiloop.collector.ingest import EventQueue, Ingest
 from kpiloop.collector.otlp_grpc import GrpcSettings, OtlpGrpcReceiver
 from kpiloop.model import ApiCall, Evaluation, Event, ToolCall, UsageMetric
+from tests.buggy_adapter import BuggyAdapter, boom_request
 from tests.otlp_requests import (
     evaluation_log,
     logs_request,
@@ -157,13 +159,14 @@ class Server:
 
 @pytest.fixture
 def start_server(request: pytest.FixtureRequest) -> Callable[..., Server]:
-    def start(max_request_bytes: int = SMALL_LIMIT, max_events: int = 10_000) -> Server:
+    def start(
+        max_request_bytes: int = SMALL_LIMIT, max_events: int = 10_000, adapter: EventAdapter | None = None
+    ) -> Server:
         threads_before = set(threading.enumerate())
         queue = EventQueue(max_events=max_events)
         metrics = RecordingMetrics()
-        receiver = OtlpGrpcReceiver(
-            GrpcSettings("127.0.0.1", 0, max_request_bytes, workers=4), Ingest(RECEIVER, EventAdapter(), queue, metrics)
-        )
+        ingest = Ingest(RECEIVER, adapter or EventAdapter(), queue, metrics)
+        receiver = OtlpGrpcReceiver(GrpcSettings("127.0.0.1", 0, max_request_bytes, workers=4), ingest)
         receiver.start()
         channel = grpc.insecure_channel(f"127.0.0.1:{receiver.port}")
         request.addfinalizer(lambda: stop(receiver, channel, threads_before))
@@ -445,3 +448,14 @@ def test_concurrent_exports_are_all_served(server):
 
     assert not failures
     assert len({event.session_id for event in server.drain()}) == 40
+
+
+def test_a_bug_costs_one_request_a_counted_internal_and_the_server_goes_on(start_server, caplog):
+    server = start_server(adapter=BuggyAdapter())
+    boom = boom_request()
+    with caplog.at_level(logging.ERROR), pytest.raises(grpc.RpcError) as raised:
+        server.export(TRACES, boom)
+    assert raised.value.code() == grpc.StatusCode.INTERNAL
+    assert server.metrics.refused_items["traces", "internal"] == 1
+    assert "internal error while handling an OTLP/gRPC traces export" in caplog.text
+    assert_still_serves(server)

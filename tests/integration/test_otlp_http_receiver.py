@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import logging
 import math
 import random
 import resource
@@ -42,6 +43,7 @@ from kpiloop.collector.adapters import EventAdapter
 from kpiloop.collector.ingest import EventQueue, Ingest
 from kpiloop.collector.otlp_http import HttpSettings, OtlpHttpReceiver
 from kpiloop.model import ApiCall, Evaluation, Event, ToolCall, UsageMetric
+from tests.buggy_adapter import BuggyAdapter, boom_request
 from tests.otlp_requests import (
     evaluation_log,
     logs_request,
@@ -163,10 +165,12 @@ class Server:
 
 @pytest.fixture
 def start_server(request: pytest.FixtureRequest) -> Callable[..., Server]:
-    def start(max_request_bytes: int = SMALL_LIMIT, max_events: int = 10_000) -> Server:
+    def start(
+        max_request_bytes: int = SMALL_LIMIT, max_events: int = 10_000, adapter: EventAdapter | None = None
+    ) -> Server:
         queue = EventQueue(max_events=max_events)
         metrics = RecordingMetrics()
-        ingest = Ingest(RECEIVER, EventAdapter(), queue, metrics)
+        ingest = Ingest(RECEIVER, adapter or EventAdapter(), queue, metrics)
         receiver = OtlpHttpReceiver(HttpSettings("127.0.0.1", 0, max_request_bytes), ingest)
         threads_before = set(threading.enumerate())
         receiver.start()
@@ -696,3 +700,15 @@ def test_a_closed_queue_is_answered_503_with_retry_after(server, content_type):
         assert code == UNAVAILABLE and "shutting down" in message
     assert server.metrics.refused_items == {("logs", "shutting_down"): 2}
     assert server.queue.depth() == 0
+
+
+def test_a_bug_costs_one_request_a_counted_500_and_the_server_goes_on(start_server, caplog):
+    server = start_server(adapter=BuggyAdapter())
+    boom = boom_request()
+    with caplog.at_level(logging.ERROR):
+        reply = post(server.port, "/v1/traces", boom.SerializeToString(), PROTOBUF)
+    assert reply.status == 500
+    assert server.metrics.refused_items["traces", "internal"] == 1
+    assert "internal error while handling /v1/traces" in caplog.text
+    after = traces_request(token_span("after")).SerializeToString()
+    assert post(server.port, "/v1/traces", after, PROTOBUF).status == 200

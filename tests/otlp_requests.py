@@ -4,6 +4,7 @@ logs and Claude Code's token metric, as protobuf messages."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -93,3 +94,14 @@ def metrics_request(*points: NumberDataPoint) -> ExportMetricsServiceRequest:
     return ExportMetricsServiceRequest(
         resource_metrics=[ResourceMetrics(scope_metrics=[ScopeMetrics(metrics=[usage])])]
     )
+
+
+def json_kv(key: str, value: object) -> dict[str, Any]:
+    """One OTLP/JSON attribute (``intValue`` as a string, as the protobuf JSON mapping writes int64)."""
+    if isinstance(value, bool):
+        return {"key": key, "value": {"boolValue": value}}
+    if isinstance(value, int):
+        return {"key": key, "value": {"intValue": str(value)}}
+    if isinstance(value, float):
+        return {"key": key, "value": {"doubleValue": value}}
+    return {"key": key, "value": {"stringValue": value}}

@@ -35,6 +35,7 @@ from kpiloop.config import KpiloopConfig
 from kpiloop.identity import sanitize_agent_type, sanitize_session_id
 from kpiloop.pipeline import Endpoints, Server, build_server
 from kpiloop.types import SystemClock
+from tests.otlp_requests import json_kv as kv
 
 S = 1_000_000_000
 T0 = 1_770_000_000 * S
@@ -96,16 +97,6 @@ OWN_HEADINGS = re.compile(
     r"|Active Performance Optimizations|Open Warnings|[A-Z][A-Za-z0-9 ,.%()/-]+)"
 )
 """The headings kpiloop writes (the last alternative: rule titles, which come from the config)."""
-
-
-def kv(key: str, value: object) -> dict[str, Any]:
-    if isinstance(value, bool):
-        return {"key": key, "value": {"boolValue": value}}
-    if isinstance(value, int):
-        return {"key": key, "value": {"intValue": str(value)}}
-    if isinstance(value, float):
-        return {"key": key, "value": {"doubleValue": value}}
-    return {"key": key, "value": {"stringValue": value}}
 
 
 def token_attributes(case: Hostile) -> dict[str, AttributeValue]:

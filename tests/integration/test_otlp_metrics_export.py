@@ -37,6 +37,7 @@ from kpiloop.model import Alert, ApiCall, Assessment, DataCompleteness, SessionS
 from kpiloop.pipeline import Endpoints, Server, build_server
 from kpiloop.testing import make_summary
 from kpiloop.types import AgentType, SessionId, SystemClock
+from tests.otlp_requests import json_kv
 
 S = 1_000_000_000
 T0 = 1_770_000_000 * S
@@ -352,12 +353,7 @@ def test_a_slow_endpoint_times_out_without_holding_up_recording(capture):
 
 
 def otlp_json(session: str) -> tuple[dict, dict]:
-    def kv(key: str, value: object) -> dict:
-        if isinstance(value, bool):
-            return {"key": key, "value": {"boolValue": value}}
-        if isinstance(value, int):
-            return {"key": key, "value": {"intValue": str(value)}}
-        return {"key": key, "value": {"stringValue": value}}
+    kv = json_kv
 
     def span(name: str, start: int, end: int, attributes: dict) -> dict:
         return {

@@ -26,6 +26,7 @@ import yaml
 from kpiloop.config import KpiloopConfig
 from kpiloop.pipeline import Endpoints, Server, build_server
 from kpiloop.types import SystemClock
+from tests.otlp_requests import json_kv as kv
 
 ROOT = Path(__file__).parents[2]
 DASHBOARD = ROOT / "dashboards" / "kpiloop.json"
@@ -153,14 +154,6 @@ class Prometheus:
                 self.process.kill()
                 self.process.wait()
             self.log.close()
-
-
-def kv(key: str, value: object) -> dict[str, Any]:
-    if isinstance(value, bool):
-        return {"key": key, "value": {"boolValue": value}}
-    if isinstance(value, int):
-        return {"key": key, "value": {"intValue": str(value)}}
-    return {"key": key, "value": {"stringValue": value}}
 
 
 def send_session(server: Server, index: int) -> None:

@@ -25,6 +25,7 @@ from opentelemetry.trace import Status, StatusCode
 from kpiloop.config import KpiloopConfig
 from kpiloop.pipeline import Endpoints, Server, build_server
 from kpiloop.types import SystemClock
+from tests.otlp_requests import json_kv
 
 S = 1_000_000_000
 T0 = 1_770_000_000 * S
@@ -101,14 +102,7 @@ def send_with_sdk(server: Server, protocol: str, end_as: str) -> None:
 
 
 def otlp_json_requests() -> tuple[dict, dict]:
-    def kv(key: str, value: object) -> dict:
-        if isinstance(value, bool):
-            return {"key": key, "value": {"boolValue": value}}
-        if isinstance(value, int):
-            return {"key": key, "value": {"intValue": str(value)}}
-        if isinstance(value, float):
-            return {"key": key, "value": {"doubleValue": value}}
-        return {"key": key, "value": {"stringValue": value}}
+    kv = json_kv
 
     def span(name: str, start: int, end: int, attrs: dict) -> dict:
         return {

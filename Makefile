@@ -38,12 +38,14 @@ bench: $(BIN)/activate
 	$(BIN)/python bench/hook.py --runs 10
 	$(BIN)/python bench/close.py --quick
 	$(BIN)/python bench/sessions.py --quick
+	$(BIN)/python bench/ingest.py --quick
 
 bench-full: $(BIN)/activate
 	$(BIN)/python bench/replay.py --sizes-mb 250,1000
 	$(BIN)/python bench/hook.py --runs 20
 	$(BIN)/python bench/close.py --closes 200 --repeat 3
 	$(BIN)/python bench/sessions.py --sessions 10000 --spans 1000
+	$(BIN)/python bench/ingest.py
 
 clean:
 	rm -rf $(VENV) $(RUN_DATA_DIR) .mypy_cache .pytest_cache .ruff_cache

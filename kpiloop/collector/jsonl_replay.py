@@ -110,7 +110,7 @@ class JsonlReplay:
         for number, raw in enumerate(stream, start=1):
             self.stats.lines += 1
             self.stats.bytes += len(raw)
-            if raw.strip():
+            if not raw.isspace():  # a line from a file is never empty: it has at least its newline
                 self._replay_line(name, number, raw)
             if self._on_progress is not None and number % 1024 == 0:
                 self._on_progress(self.stats.bytes)

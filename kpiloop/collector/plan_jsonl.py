@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from kpiloop.collector.records import STATUS_UNSET, LogRecord, SpanEventRecord, SpanRecord
-from kpiloop.collector.values import as_count
+from kpiloop.collector.values import MAX_COUNT, as_count
 from kpiloop.errors import InputError
 
 _MAGNITUDES = ((10**11, 10**9), (10**14, 10**6), (10**17, 10**3))
@@ -31,12 +31,15 @@ def is_plan_span(doc: Mapping[str, Any]) -> bool:
 def span_from_plan(doc: Mapping[str, Any]) -> SpanRecord:
     """One ReadableSpan JSON object as a :class:`SpanRecord`."""
     start = to_nanos(doc.get("startTime"), "startTime")
-    end = to_nanos(doc["endTime"], "endTime") if doc.get("endTime") is not None else None
-    if end is None:
-        end = start + (to_nanos(doc["duration"], "duration") if doc.get("duration") is not None else 0)
+    end_time, duration = doc.get("endTime"), doc.get("duration")
+    if end_time is not None:
+        end = to_nanos(end_time, "endTime")
+    else:
+        end = start + (to_nanos(duration, "duration") if duration is not None else 0)
     if end < start:
         raise InputError(f"span {doc.get('name')!r} ends before it starts", reason="bad_value")
     status = doc.get("status") or {}
+    events = doc.get("events")
     return SpanRecord(
         name=str(doc["name"]),
         start_ns=start,
@@ -44,16 +47,20 @@ def span_from_plan(doc: Mapping[str, Any]) -> SpanRecord:
         attributes=_object(doc.get("attributes"), "attributes"),
         resource=_resource(doc),
         status_code=as_count(status.get("code", STATUS_UNSET), "status.code") if isinstance(status, dict) else 0,
-        events=[
-            SpanEventRecord(
-                str(e.get("name", "")),
-                to_nanos(e.get("time"), "events.time"),
-                _object(e.get("attributes"), "attributes"),
-            )
-            for e in doc.get("events") or []
-            if isinstance(e, dict)
-        ],
+        events=_span_events(events) if events else [],
     )
+
+
+def _span_events(events: Any) -> list[SpanEventRecord]:
+    return [
+        SpanEventRecord(
+            str(e.get("name", "")),
+            to_nanos(e.get("time"), "events.time"),
+            _object(e.get("attributes"), "attributes"),
+        )
+        for e in events
+        if isinstance(e, dict)
+    ]
 
 
 def log_from_plan(doc: Mapping[str, Any]) -> LogRecord:
@@ -90,7 +97,10 @@ def to_nanos(value: object, key: str) -> int:
     1739370000123456789
     """
     if isinstance(value, list) and len(value) == 2:
-        return as_count(value[0], key) * 1_000_000_000 + as_count(value[1], key)
+        seconds, nanos = value
+        if type(seconds) is int and type(nanos) is int and 0 <= seconds <= MAX_COUNT and 0 <= nanos <= MAX_COUNT:
+            return seconds * 1_000_000_000 + nanos  # the usual HrTime, without the checks' calls
+        return as_count(seconds, key) * 1_000_000_000 + as_count(nanos, key)
     if isinstance(value, str):
         try:
             return _iso_nanos(value)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from kpiloop.model import ApiCall
 from kpiloop.processors.session_kpi_config import ModelPrice
@@ -16,22 +16,52 @@ def find_price(model: str, prices: Mapping[str, ModelPrice]) -> ModelPrice | Non
     return prices[best] if best is not None else None
 
 
+MAX_REMEMBERED_MODELS = 256
+
+
+class PriceTable:
+    """The price table, remembering which key each model id matched (a handful of ids recur on
+    every call, so the prefix search runs once per id, not once per call)."""
+
+    def __init__(self, prices: Mapping[str, ModelPrice]) -> None:
+        self._prices = prices
+        self._found: dict[str, ModelPrice | None] = {}
+
+    def find(self, model: str) -> ModelPrice | None:
+        """:func:`find_price` of ``model``."""
+        try:
+            return self._found[model]
+        except KeyError:
+            if len(self._found) >= MAX_REMEMBERED_MODELS:
+                self._found.clear()
+            price = self._found[model] = find_price(model, self._prices)
+            return price
+
+    def cost(self, call: ApiCall) -> float | None:
+        """:func:`call_cost` of ``call``."""
+        return _cost(call, self.find)
+
+
 def call_cost(call: ApiCall, prices: Mapping[str, ModelPrice]) -> float | None:
     """USD of one call: ``cost_usd`` when the source sent it; 0 for a call that used no tokens;
     else tokens × the model's price; None for a model without a price."""
+    return _cost(call, lambda model: find_price(model, prices))
+
+
+def _cost(call: ApiCall, lookup: Callable[[str], ModelPrice | None]) -> float | None:
     if call.cost_usd is not None:
         return call.cost_usd
-    tokens = (
-        call.input_tokens,
-        call.output_tokens,
-        call.cache_read_tokens,
-        call.cache_write_5m_tokens,
-        call.cache_write_1h_tokens,
-    )
-    if not any(tokens):
+    uncached, output, read = call.input_tokens, call.output_tokens, call.cache_read_tokens
+    write_5m, write_1h = call.cache_write_5m_tokens, call.cache_write_1h_tokens
+    if not (uncached or output or read or write_5m or write_1h):
         return 0.0
-    price = find_price(call.model, prices)
+    price = lookup(call.model)
     if price is None:
         return None
-    rates = (price.input, price.output, price.cache_read, price.cache_write_5m, price.cache_write_1h)
-    return sum(count * rate for count, rate in zip(tokens, rates, strict=True)) / PER_MILLION
+    return (
+        uncached * price.input
+        + output * price.output
+        + read * price.cache_read
+        + write_5m * price.cache_write_5m
+        + write_1h * price.cache_write_1h
+    ) / PER_MILLION

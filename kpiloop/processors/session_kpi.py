@@ -17,6 +17,7 @@ from typing import Any
 
 from kpiloop.model import Event, SessionEnd, SessionSummary
 from kpiloop.processors.base import LiveObserver, SummaryConsumer
+from kpiloop.processors.pricing import PriceTable
 from kpiloop.processors.session_kpi_config import SessionKpiConfig
 from kpiloop.processors.session_state import SessionState, decode_state, encode_state
 from kpiloop.types import Clock, SessionId
@@ -59,6 +60,7 @@ class SessionKpiProcessor:
         self._open: dict[SessionId, SessionState] = {}
         self._closed: OrderedDict[SessionId, SessionState] = OrderedDict()
         self._warned_models: set[str] = set()
+        self._prices = PriceTable(config.prices)
         self.stats = ProcessorStats()
 
     def start(self) -> None:
@@ -70,14 +72,11 @@ class SessionKpiProcessor:
     def consume(self, event: Event) -> None:
         """Fold one event into its session; an explicit end closes the session."""
         self.stats.events += 1
-        if isinstance(event, SessionEnd) and event.session_id not in self._open:
-            self.stats.stray_ends += 1  # an end for a session already closed (or never seen): no reopen
-            return
-        closed = self._closed.get(event.session_id)
-        if closed is not None and event.session_id not in self._open and closed.adds_nothing(event):
-            self.stats.duplicate_late_events += 1  # a late copy of something already counted
-            return
-        state = self._state_for(event.session_id)
+        state = self._open.get(event.session_id)
+        if state is None:
+            state = self._reopen_or_open(event)
+            if state is None:
+                return
         state.update(event, self._clock.now())
         if isinstance(event, SessionEnd):
             self.close(event.session_id, CLOSE_SESSION_END)
@@ -108,7 +107,7 @@ class SessionKpiProcessor:
         for kind in ("closed", "open"):
             for item in data.get(kind, []):
                 try:
-                    state = decode_state(item, self._config, self._observer)
+                    state = decode_state(item, self._config, self._observer, self._prices)
                 except (KeyError, TypeError, ValueError) as error:
                     log.warning("skipped a saved session that could not be restored: %r", error)
                     continue
@@ -155,10 +154,18 @@ class SessionKpiProcessor:
         closed = (self.close(state.session_id, reason) for state in order)
         return [summary for summary in closed if summary is not None]
 
+    def _reopen_or_open(self, event: Event) -> SessionState | None:
+        """The state for an event of a session not open now; None when the event must be dropped."""
+        if isinstance(event, SessionEnd):
+            self.stats.stray_ends += 1  # an end for a session already closed (or never seen): no reopen
+            return None
+        closed = self._closed.get(event.session_id)
+        if closed is not None and closed.adds_nothing(event):
+            self.stats.duplicate_late_events += 1  # a late copy of something already counted
+            return None
+        return self._state_for(event.session_id)
+
     def _state_for(self, session_id: SessionId) -> SessionState:
-        state = self._open.get(session_id)
-        if state is not None:
-            return state
         state = self._closed.pop(session_id, None)
         if state is not None:
             self.stats.reopened_sessions += 1
@@ -166,7 +173,7 @@ class SessionKpiProcessor:
             if self._observer is not None:
                 self._observer.late_event()
         else:
-            state = SessionState(session_id, self._config, self._observer)
+            state = SessionState(session_id, self._config, self._observer, self._prices)
         if len(self._open) >= self._config.max_open_sessions:
             self._evict_least_recent()
         self._open[session_id] = state

@@ -28,10 +28,19 @@ from kpiloop.model import (
 from kpiloop.processors import kpis
 from kpiloop.processors.base import LiveObserver
 from kpiloop.processors.intervals import IntervalUnion
-from kpiloop.processors.pricing import call_cost
+from kpiloop.processors.pricing import PriceTable
 from kpiloop.processors.quantiles import ScoreDigest
 from kpiloop.processors.session_kpi_config import SessionKpiConfig
-from kpiloop.processors.trackers import MAX_NAMES, OTHER, RecentCalls, RecentIds, SeenCall, TaskTracker, bump
+from kpiloop.processors.trackers import (
+    MAX_NAMES,
+    OTHER,
+    TASK_TOOLS,
+    RecentCalls,
+    RecentIds,
+    SeenCall,
+    TaskTracker,
+    bump,
+)
 from kpiloop.processors.usage import Usage
 from kpiloop.types import AgentType, SessionId
 
@@ -47,11 +56,19 @@ JUDGE_TYPES = (None, "llm")
 class SessionState:
     """Everything kpiloop keeps about one open session."""
 
-    def __init__(self, session_id: SessionId, config: SessionKpiConfig, observer: LiveObserver | None = None) -> None:
+    def __init__(
+        self,
+        session_id: SessionId,
+        config: SessionKpiConfig,
+        observer: LiveObserver | None = None,
+        prices: PriceTable | None = None,
+    ) -> None:
         self.session_id = session_id
         self.observer = observer
         self.agent_type = AgentType(config.default_agent_type)
+        self._default_agent = self.agent_type
         self._config = config
+        self._prices = prices if prices is not None else PriceTable(config.prices)
         self.sources: set[str] = set()
         self.first_ns: int | None = None
         self.last_ns: int | None = None
@@ -86,7 +103,7 @@ class SessionState:
         """Fold one event into the session."""
         self.last_arrival = arrival
         self.sources.add(event.source)
-        if self.agent_type == self._config.default_agent_type:
+        if self.agent_type == self._default_agent:
             self.agent_type = event.agent_type
         if isinstance(event, ApiCall):
             self._api_call(event)
@@ -111,16 +128,20 @@ class SessionState:
     def _extend(self, start_ns: int, end_ns: int) -> None:
         if start_ns <= 0:
             return
-        self.first_ns = start_ns if self.first_ns is None else min(self.first_ns, start_ns)
-        self.last_ns = end_ns if self.last_ns is None else max(self.last_ns, end_ns)
+        if self.first_ns is None or start_ns < self.first_ns:
+            self.first_ns = start_ns
+        if self.last_ns is None or end_ns > self.last_ns:
+            self.last_ns = end_ns
 
     def _api_call(self, call: ApiCall) -> None:
-        seen = self._requests.get(call.request_id)
-        if seen is not None:
-            self._merge_duplicate(call, seen)
-            return
-        cost = call_cost(call, self._config.prices)
-        self._requests.remember(call.request_id, SeenCall(cost is not None, call.subagent))
+        if call.request_id is not None:
+            seen = self._requests.get(call.request_id)
+            if seen is not None:
+                self._merge_duplicate(call, seen)
+                return
+        cost = self._prices.cost(call)
+        if call.request_id is not None:
+            self._requests.remember(call.request_id, SeenCall(cost is not None, call.subagent))
         if cost is None:
             self.unpriced_models.add(call.model or "unknown")
         self._calls.add_call(call, cost)
@@ -158,11 +179,11 @@ class SessionState:
                 self.observer.late_cost(call, cost)
         if subagent is None and call.subagent:
             subagent = call.subagent
-            self._subagent(subagent).add_call(call, cost if cost is not None else call_cost(call, self._config.prices))
+            self._subagent(subagent).add_call(call, cost if cost is not None else self._prices.cost(call))
         self._requests.remember(call.request_id, SeenCall(cost_known, subagent))
 
     def _tool_call(self, call: ToolCall) -> None:
-        if self._tool_uses.seen_before(call.tool_use_id):
+        if call.tool_use_id is not None and self._tool_uses.seen_before(call.tool_use_id):
             return
         if self.observer is not None:
             self.observer.tool_call(call)
@@ -174,7 +195,8 @@ class SessionState:
         bump(self.tools_by_name, call.tool)
         if call.subagent:
             self._subagent(call.subagent).tool_calls += 1
-        self.tasks.update(call)
+        if call.tool in TASK_TOOLS or call.todos is not None:
+            self.tasks.update(call)
         self._active.add(call.start_ns, call.end_ns)
 
     def _evaluation(self, evaluation: Evaluation) -> None:
@@ -354,9 +376,14 @@ def encode_state(state: SessionState) -> dict[str, Any]:
     }
 
 
-def decode_state(data: dict[str, Any], config: SessionKpiConfig, observer: LiveObserver | None = None) -> SessionState:
+def decode_state(
+    data: dict[str, Any],
+    config: SessionKpiConfig,
+    observer: LiveObserver | None = None,
+    prices: PriceTable | None = None,
+) -> SessionState:
     """Rebuild a session's state from :func:`encode_state` output; raises KeyError/ValueError if unusable."""
-    state = SessionState(SessionId(str(data["session_id"])), config, observer)
+    state = SessionState(SessionId(str(data["session_id"])), config, observer, prices)
     state.agent_type = AgentType(str(data["agent_type"]))
     state.sources = set(data["sources"])
     state.first_ns, state.last_ns = data["first_ns"], data["last_ns"]

@@ -6,6 +6,7 @@ sessions survive a restart.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from array import array
 from dataclasses import dataclass
@@ -15,7 +16,11 @@ from kpiloop.model import ToolCall
 
 MAX_NAMES = 64
 OTHER = "other"
-MAX_TASKS = 10_000
+MAX_TASKS = 1_024
+TASK_DONE, TODO, TODO_DONE = 1, 2, 4  # flag bits of a task entry
+_TASK_BITS = (TASK_DONE, TODO, TODO_DONE)
+TASK_TOOLS = frozenset({"TaskCreate", "TaskUpdate"})
+"""Tools :class:`TaskTracker` counts (besides any call carrying a todo list)."""
 MAX_SUBAGENT_NAMES = 127  # the packed byte holds 1 + index in 7 bits
 
 
@@ -30,33 +35,42 @@ def _key(item: int | str) -> int:
 
 
 class _Ring:
-    """At most ``size`` 64-bit keys in a flat array, oldest overwritten first (8 bytes a key)."""
+    """At most ``size`` 64-bit keys in one flat byte buffer (8 bytes a key, little-endian), oldest
+    overwritten first. A lookup is one substring search in C, not a loop boxing every key."""
 
     def __init__(self, size: int) -> None:
-        self.keys = array("Q")
+        self._buf = bytearray()
         self._size = size
         self._next = 0
 
+    def __len__(self) -> int:
+        return len(self._buf) // 8
+
+    def key(self, slot: int) -> int:
+        """The key in ``slot``."""
+        return int.from_bytes(self._buf[slot * 8 : slot * 8 + 8], "little")
+
     def find(self, key: int) -> int | None:
         """The slot holding ``key``, or None."""
-        try:
-            return self.keys.index(key)
-        except ValueError:
-            return None
+        needle = key.to_bytes(8, "little")
+        at = self._buf.find(needle)
+        while at > 0 and at % 8:  # a match straddling two keys is not one
+            at = self._buf.find(needle, at + 1)
+        return None if at < 0 else at // 8
 
     def put(self, key: int) -> int:
         """Store ``key`` (evicting the oldest when full); return its slot."""
-        if len(self.keys) < self._size:
-            self.keys.append(key)
-            return len(self.keys) - 1
+        if len(self) < self._size:
+            self._buf += key.to_bytes(8, "little")
+            return len(self) - 1
         slot = self._next
-        self.keys[slot] = key
+        self._buf[slot * 8 : slot * 8 + 8] = key.to_bytes(8, "little")
         self._next = (slot + 1) % self._size
         return slot
 
     def oldest_first(self) -> list[int]:
         """Slots in the order their keys were stored."""
-        count = len(self.keys)
+        count = len(self)
         start = self._next if count == self._size else 0
         return [(start + i) % count for i in range(count)]
 
@@ -83,7 +97,7 @@ class RecentIds:
 
     def to_state(self) -> list[int]:
         """The remembered id keys, oldest first."""
-        return [self._ring.keys[slot] for slot in self._ring.oldest_first()]
+        return [self._ring.key(slot) for slot in self._ring.oldest_first()]
 
     @classmethod
     def from_state(cls, size: int, ids: list[int | str]) -> RecentIds:
@@ -128,7 +142,7 @@ class RecentCalls:
         rows = []
         for slot in self._ring.oldest_first():
             seen = self._unpack(self._flags[slot])
-            rows.append([self._ring.keys[slot], seen.cost_known, seen.subagent])
+            rows.append([self._ring.key(slot), seen.cost_known, seen.subagent])
         return rows
 
     @classmethod
@@ -168,45 +182,47 @@ def bump(table: dict[str, int], name: str, by: int = 1) -> None:
 
 
 class TaskTracker:
-    """Task bookkeeping: TaskCreate/TaskUpdate calls, and task status when the source shows it."""
+    """Task bookkeeping: TaskCreate/TaskUpdate calls, and task status when the source shows it.
+
+    Completed task ids and TodoWrite items are kept as 64-bit keys in one sorted array with a
+    flag byte each (9 bytes an entry, at most ``MAX_TASKS`` entries), so a session's task state
+    stays small however many tasks it makes. Tasks created are the TaskCreate calls (each creates
+    one task, so distinct ids never outnumber them) plus the distinct todo items.
+    """
 
     def __init__(self) -> None:
         self.creates = 0
         self.updates = 0
         self.status_visible = False
-        self._created_ids: set[str] = set()
-        self._completed_ids: set[str] = set()
-        self._todo_status: dict[str, str] = {}
+        self._keys = array("Q")
+        self._flags = bytearray()
+        self._counts = [0, 0, 0]  # entries with TASK_DONE, TODO, TODO_DONE
 
     def update(self, call: ToolCall) -> None:
         """Fold in one executed tool call."""
         if call.tool == "TaskCreate":
             self.creates += 1
-            if call.task_id and len(self._created_ids) < MAX_TASKS:
-                self._created_ids.add(call.task_id)
         elif call.tool == "TaskUpdate":
             self.updates += 1
             if call.task_status is not None and call.task_id:
                 self.status_visible = True
-                if call.task_status == "completed" and len(self._completed_ids) < MAX_TASKS:
-                    self._completed_ids.add(call.task_id)
+                if call.task_status == "completed":
+                    self._set(id_key(call.task_id), TASK_DONE, TASK_DONE)
         if call.todos is not None:
             self.status_visible = True
             # Keep every item's last status: a new or cleared list must not forget completed items.
             for item in call.todos:
-                if item.key in self._todo_status or len(self._todo_status) < MAX_TASKS:
-                    self._todo_status[item.key] = item.status
+                self._set(id_key(item.key), TODO | TODO_DONE, TODO | (TODO_DONE if item.status == "completed" else 0))
 
     def created(self) -> int:
         """Tasks created: TaskCreate calls plus distinct TodoWrite items."""
-        return max(self.creates, len(self._created_ids)) + len(self._todo_status)
+        return self.creates + self._counts[1]
 
     def completed(self) -> int | None:
         """Tasks completed, or None when no source showed task status."""
         if not self.status_visible:
             return None
-        todo_done = sum(1 for status in self._todo_status.values() if status == "completed")
-        return len(self._completed_ids) + todo_done
+        return self._counts[0] + self._counts[2]
 
     def to_state(self) -> dict[str, Any]:
         """Plain data for :meth:`from_state`."""
@@ -214,18 +230,33 @@ class TaskTracker:
             "creates": self.creates,
             "updates": self.updates,
             "status_visible": self.status_visible,
-            "created_ids": sorted(self._created_ids),
-            "completed_ids": sorted(self._completed_ids),
-            "todo_status": dict(self._todo_status),
+            "entries": [[key, flags] for key, flags in zip(self._keys, self._flags, strict=True)],
         }
 
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> TaskTracker:
-        """Rebuild from :meth:`to_state` output."""
+        """Rebuild from :meth:`to_state` output (or from the id and status lists saved before keys)."""
         tracker = cls()
         tracker.creates, tracker.updates = int(data["creates"]), int(data["updates"])
         tracker.status_visible = bool(data["status_visible"])
-        tracker._created_ids = set(data["created_ids"])
-        tracker._completed_ids = set(data["completed_ids"])
-        tracker._todo_status = dict(data["todo_status"])
+        for key, flags in data.get("entries", []):
+            tracker._set(int(key), flags, flags)
+        for task_id in data.get("completed_ids", []):
+            tracker._set(id_key(str(task_id)), TASK_DONE, TASK_DONE)
+        for key, status in data.get("todo_status", {}).items():
+            tracker._set(id_key(key), TODO | TODO_DONE, TODO | (TODO_DONE if status == "completed" else 0))
         return tracker
+
+    def _set(self, key: int, mask: int, value: int) -> None:
+        """Set the ``mask`` bits of ``key``'s flags to ``value``; a new key only while there is room."""
+        slot = bisect.bisect_left(self._keys, key)
+        if slot == len(self._keys) or self._keys[slot] != key:
+            if len(self._keys) >= MAX_TASKS:
+                return
+            self._keys.insert(slot, key)
+            self._flags.insert(slot, 0)
+        old = self._flags[slot]
+        new = (old & ~mask) | value
+        self._flags[slot] = new
+        for index, bit in enumerate(_TASK_BITS):
+            self._counts[index] += bool(new & bit) - bool(old & bit)

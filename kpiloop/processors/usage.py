@@ -25,17 +25,15 @@ class Usage:
     def add_call(self, call: ApiCall, cost: float | None) -> None:
         """Fold in one API call and its cost (None when it could not be priced)."""
         self.requests += 1
-        counts = (
-            call.input_tokens,
-            call.output_tokens,
-            call.cache_read_tokens,
-            call.cache_write_5m_tokens,
-            call.cache_write_1h_tokens,
-        )
-        for name, count in zip(TOKEN_TYPES, counts, strict=True):
-            self._tokens[name] += count
+        tokens = self._tokens
+        tokens["input"] += call.input_tokens
+        tokens["output"] += call.output_tokens
+        tokens["cache_read"] += call.cache_read_tokens
+        tokens["cache_write_5m"] += call.cache_write_5m_tokens
+        tokens["cache_write_1h"] += call.cache_write_1h_tokens
         self._add_cost(cost, from_source=call.cost_usd is not None)
-        self._add_model(call.model, sum(counts))
+        used = call.input_tokens + call.output_tokens + call.cache_read_tokens
+        self._add_model(call.model, used + call.cache_write_5m_tokens + call.cache_write_1h_tokens)
 
     def add_metric(self, sample: UsageMetric, increment: float) -> None:
         """Fold in one usage-metric increment (tokens of one type, or USD when ``token_type`` is None)."""

@@ -177,3 +177,10 @@ def test_state_round_trip_continues_exactly():
         target.add(85, 95)
         target.add(70, 72)
     assert copy.total() == union.total() == 10 * 5 + 5 + 2  # 80-90 grows to 95; 60-70 to 72
+
+
+def test_times_outside_64_bits_are_clamped_not_raised():
+    union = IntervalUnion()
+    union.add(-5, 10)
+    union.add(2**63 - 11, 2**70)
+    assert union.total() == 10 + 10

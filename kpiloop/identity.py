@@ -109,6 +109,16 @@ def _first(keys: tuple[str, ...], *layers: Mapping[str, Any]) -> object:
     return None
 
 
+def raw_session_id(attributes: Mapping[str, Any], resource: Mapping[str, Any]) -> object:
+    """The item's session id as sent (item attributes before resource attributes), not sanitized."""
+    return _first(_SESSION_KEYS, attributes, resource)
+
+
+def raw_agent_type(attributes: Mapping[str, Any], resource: Mapping[str, Any]) -> object:
+    """The item's agent type as sent (item attributes before resource attributes), not sanitized."""
+    return _first(_AGENT_KEYS, attributes, resource)
+
+
 def resolve_session_id(attributes: Mapping[str, Any], resource: Mapping[str, Any]) -> SessionId | None:
     """The item's session id (item attributes before resource attributes), sanitized."""
     return sanitize_session_id(_first(_SESSION_KEYS, attributes, resource))

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from kpiloop.exporters import catalogue as c
-from kpiloop.exporters.metrics_store import MetricsStore
+from kpiloop.exporters.catalogue import MetricDef
+from kpiloop.exporters.metrics_store import Labels, MetricsStore
 from kpiloop.model import KPI_DIRECTIONS, ApiCall, SessionSummary, ToolCall
 
 NOT_EVALUATED = "none"
@@ -57,17 +58,21 @@ class KpiMetrics:
 
     def api_call(self, call: ApiCall, cost_usd: float | None) -> None:
         """Count a call's tokens and cost as soon as the processor counted the call."""
-        labels = (call.agent_type, call.model or "unknown")
-        for kind, count in (
-            ("input", call.input_tokens),
-            ("output", call.output_tokens),
-            ("cache_read", call.cache_read_tokens),
-            ("cache_creation", call.cache_write_5m_tokens + call.cache_write_1h_tokens),
-        ):
-            if count:
-                self._store.add(c.TOKENS, (*labels, kind), count)
+        agent, model = call.agent_type, call.model or "unknown"
+        updates: list[tuple[MetricDef, Labels, float]] = [
+            (c.TOKENS, (agent, model, kind), count)
+            for kind, count in (
+                ("input", call.input_tokens),
+                ("output", call.output_tokens),
+                ("cache_read", call.cache_read_tokens),
+                ("cache_creation", call.cache_write_5m_tokens + call.cache_write_1h_tokens),
+            )
+            if count
+        ]
         if cost_usd:
-            self._store.add(c.COST, labels, cost_usd)
+            updates.append((c.COST, (agent, model), cost_usd))
+        if updates:
+            self._store.add_many(updates)
 
     def late_cost(self, call: ApiCall, cost_usd: float) -> None:
         """Count the cost of a call first counted without one."""

@@ -10,9 +10,9 @@ from kpiloop.collector.adapters import claude_code
 from kpiloop.collector.adapters.common import (
     SESSION_END_NAMES,
     Origin,
+    OriginCache,
     evaluation_event,
     is_evaluation,
-    origin_of,
 )
 from kpiloop.collector.adapters.genai import genai_span_events, is_genai_span
 from kpiloop.collector.adapters.hook import HOOK_EVENT, hook_events
@@ -37,8 +37,7 @@ class EventAdapter:
     """Turns records into events; one instance per pipeline (its stats are that pipeline's)."""
 
     def __init__(self, default_agent_type: AgentType = DEFAULT_AGENT_TYPE, source: Source = "otlp") -> None:
-        self._default_agent = default_agent_type
-        self._source = source
+        self._origins = OriginCache(default_agent_type, source)
         self._claude = claude_code.ClaudeCodeCorrelator()
         self.stats = AdapterStats()
 
@@ -49,13 +48,13 @@ class EventAdapter:
             return []
         events: list[Event] = []
         if span.name in PLAN_SPANS:
-            events = plan_span_events(span, _vocabulary(origin, "plan"))
+            events = plan_span_events(span, self._origins.relabelled(origin, "plan"))
         elif span.name in SESSION_END_NAMES:
             events = [_session_end(origin, span.end_ns, span.attributes.get("session.end.reason"))]
         elif span.name.startswith(claude_code.PREFIX):
             events = self._claude.events(span, origin)
         elif is_genai_span(span):
-            events = genai_span_events(span, _vocabulary(origin, "genai"))
+            events = genai_span_events(span, self._origins.relabelled(origin, "genai"))
         for span_event in span.events:
             if is_evaluation(span_event.name, span_event.attributes):
                 events.append(evaluation_event(origin, span_event.time_ns, span_event.attributes))
@@ -94,7 +93,7 @@ class EventAdapter:
         self.stats.rejected[error.reason] += 1
 
     def _origin(self, attributes: Attributes, resource: Attributes) -> Origin | None:
-        origin = origin_of(attributes, resource, self._default_agent, self._source)
+        origin = self._origins.origin(attributes, resource)
         if origin is None:
             self.stats.unattributed += 1
         return origin
@@ -113,11 +112,6 @@ def log_name(log: LogRecord) -> str | None:
     if isinstance(name, str) and name:
         return name
     return log.body if isinstance(log.body, str) else None
-
-
-def _vocabulary(origin: Origin, source: Source) -> Origin:
-    """The origin re-labelled with the vocabulary that matched, unless it is Claude Code's own."""
-    return origin if origin.source == "claude_code" else Origin(origin.session_id, origin.agent_type, source)
 
 
 def _session_end(origin: Origin, time_ns: int, reason: object) -> SessionEnd:

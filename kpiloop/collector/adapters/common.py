@@ -6,12 +6,25 @@ from dataclasses import dataclass
 
 from kpiloop.collector.records import Attributes
 from kpiloop.collector.values import as_optional_float, as_str
-from kpiloop.identity import resolve_agent_type, resolve_session_id, sanitize_model
+from kpiloop.identity import (
+    MAX_AGENT_TYPE_LEN,
+    MAX_SESSION_ID_LEN,
+    raw_agent_type,
+    raw_session_id,
+    resolve_agent_type,
+    resolve_session_id,
+    sanitize_agent_type,
+    sanitize_model,
+    sanitize_session_id,
+)
 from kpiloop.model import Evaluation, Source
 from kpiloop.types import AgentType, SessionId
 
 EVALUATION_EVENT = "gen_ai.evaluation.result"
 SESSION_END_NAMES = frozenset({"session.end", "session_end", "SessionEnd"})
+ORIGIN_CACHE_SIZE = 4096
+"""Origins an :class:`OriginCache` keeps (per kind) before it starts over: more than the sessions a
+receiver sees at once, so a session's items resolve their origin once, not once per item."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +44,57 @@ def origin_of(attributes: Attributes, resource: Attributes, default_agent: Agent
     if resource.get("service.name") == "claude-code":
         source = "claude_code"
     return Origin(session_id, resolve_agent_type(attributes, resource, default_agent), source)
+
+
+class OriginCache:
+    """:func:`origin_of` and its re-labelled copies, remembered per raw session id, raw agent type
+    and Claude Code-or-not: the same few values repeat on every item of a session. Only string ids
+    of a sane length are remembered (others resolve uncached); each table is emptied when it
+    reaches ``max_entries``, so made-up ids cost memory for at most that many entries."""
+
+    def __init__(self, default_agent: AgentType, source: Source, max_entries: int = ORIGIN_CACHE_SIZE) -> None:
+        self._default = default_agent
+        self._source = source
+        self._max = max_entries
+        self._origins: dict[tuple[str, str | None, bool], Origin | None] = {}
+        self._relabelled: dict[tuple[str, str, Source], Origin] = {}
+
+    def origin(self, attributes: Attributes, resource: Attributes) -> Origin | None:
+        """The same as ``origin_of(attributes, resource, default_agent, source)``."""
+        session, agent = raw_session_id(attributes, resource), raw_agent_type(attributes, resource)
+        if type(session) is not str or len(session) > 4 * MAX_SESSION_ID_LEN:
+            return origin_of(attributes, resource, self._default, self._source)
+        if agent is not None and (type(agent) is not str or len(agent) > 4 * MAX_AGENT_TYPE_LEN):
+            return origin_of(attributes, resource, self._default, self._source)
+        key = (session, agent, resource.get("service.name") == "claude-code")
+        try:
+            return self._origins[key]
+        except KeyError:
+            origin = _resolved(session, agent, key[2], self._default, self._source)
+        if len(self._origins) >= self._max:
+            self._origins.clear()
+        self._origins[key] = origin
+        return origin
+
+    def relabelled(self, origin: Origin, vocabulary: Source) -> Origin:
+        """``origin`` re-labelled with the vocabulary that matched, unless it is Claude Code's own."""
+        if origin.source == "claude_code":
+            return origin
+        key = (origin.session_id, origin.agent_type, vocabulary)
+        found = self._relabelled.get(key)
+        if found is None:
+            found = Origin(origin.session_id, origin.agent_type, vocabulary)
+            if len(self._relabelled) >= self._max:
+                self._relabelled.clear()
+            self._relabelled[key] = found
+        return found
+
+
+def _resolved(session: str, agent: str | None, claude: bool, default_agent: AgentType, source: Source) -> Origin | None:
+    session_id = sanitize_session_id(session)
+    if session_id is None:
+        return None
+    return Origin(session_id, sanitize_agent_type(agent, default_agent), "claude_code" if claude else source)
 
 
 def model_of(*values: object) -> str:

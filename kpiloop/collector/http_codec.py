@@ -40,7 +40,14 @@ class HttpReply:
     extra: tuple[tuple[bytes, bytes], ...] = ()
 
     def encode(self, keep_alive: bool) -> bytes:
-        """The response bytes, with Content-Length and Connection headers."""
+        """The response bytes, with Content-Length and Connection headers (the full-success answers,
+        the same bytes every time, are encoded once)."""
+        cached = _ENCODED_OK.get((self, keep_alive))
+        if cached is not None:
+            return cached
+        return self._encode(keep_alive)
+
+    def _encode(self, keep_alive: bool) -> bytes:
         phrase = HTTPStatus(self.status).phrase.encode()
         lines = [
             b"HTTP/1.1 %d %s" % (self.status, phrase),
@@ -85,6 +92,8 @@ def decode_body(signal: str, headers: Mapping[bytes, bytes], body: bytes, limit:
 
 def export_reply(signal: str, result: IngestResult, json: bool) -> HttpReply:
     """200 with the signal's Export*ServiceResponse, carrying partial_success when items were rejected."""
+    if not result.rejected:
+        return _OK_REPLIES[signal, json]
     message = sendable(result.message)
     if json:
         partial = {JSON_REJECTED_FIELD[signal]: str(result.rejected), "errorMessage": message}
@@ -94,6 +103,11 @@ def export_reply(signal: str, result: IngestResult, json: bool) -> HttpReply:
         setattr(response.partial_success, REJECTED_FIELD[signal], result.rejected)
         response.partial_success.error_message = message
     return HttpReply(200, PROTOBUF, response.SerializeToString())
+
+
+def _ok_reply(signal: str, json: bool) -> HttpReply:
+    """The full-success answer: an empty Export*ServiceResponse."""
+    return HttpReply(200, JSON, b"{}") if json else HttpReply(200, PROTOBUF, _RESPONSES[signal]().SerializeToString())
 
 
 def error_reply(status: int, message: str, json: bool | None, extra: tuple[tuple[bytes, bytes], ...] = ()) -> HttpReply:
@@ -143,3 +157,8 @@ _RESPONSES = {
     "logs": ExportLogsServiceResponse,
     "metrics": ExportMetricsServiceResponse,
 }
+
+_OK_REPLIES = {(signal, json): _ok_reply(signal, json) for signal in _RESPONSES for json in (False, True)}
+"""The full-success answer of each signal, protobuf and JSON."""
+_ENCODED_OK = {(reply, keep): reply._encode(keep) for reply in _OK_REPLIES.values() for keep in (False, True)}
+"""Their response bytes, with and without keep-alive."""

@@ -63,6 +63,8 @@ class HttpSettings:
     """Required in ``Authorization: Bearer ...`` when set."""
     ssl_context: ssl.SSLContext | None = None
     """Serve TLS with it when set."""
+    idle_timeout: float = IDLE_TIMEOUT_S
+    """Close a keep-alive connection quiet for this many seconds."""
 
 
 class _Request:
@@ -85,6 +87,7 @@ class _Connection(asyncio.Protocol):
         self._early: HttpReply | None = None
         self._closing = False
         self._idle: asyncio.TimerHandle | None = None
+        self._active_at = 0.0
         self._in_head = True
         self._head_bytes = 0
 
@@ -100,7 +103,7 @@ class _Connection(asyncio.Protocol):
             self._idle.cancel()
 
     def data_received(self, data: bytes) -> None:
-        self._arm_idle()
+        self._active_at = asyncio.get_running_loop().time()  # the idle timer checks it when it fires
         if self._closing:
             return  # draining what a client still sends after we answered and closed our side
         was_in_head = self._in_head
@@ -181,12 +184,17 @@ class _Connection(asyncio.Protocol):
         asyncio.get_running_loop().call_later(DRAIN_AFTER_CLOSE_S, self._transport.close)
 
     def _arm_idle(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-        self._idle = asyncio.get_running_loop().call_later(IDLE_TIMEOUT_S, self._on_idle)
+        """One timer per connection, re-armed only when it fires (not on every request)."""
+        loop = asyncio.get_running_loop()
+        self._active_at = loop.time()
+        self._idle = loop.call_later(self._receiver.settings.idle_timeout, self._on_idle)
 
     def _on_idle(self) -> None:
-        if self._transport is not None:
+        """Close a connection quiet for ``idle_timeout``; one that was active meanwhile waits the rest."""
+        left = self._active_at + self._receiver.settings.idle_timeout - asyncio.get_running_loop().time()
+        if left > 0:
+            self._idle = asyncio.get_running_loop().call_later(left, self._on_idle)
+        elif self._transport is not None:
             self._transport.close()
 
 

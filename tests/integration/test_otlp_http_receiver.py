@@ -166,12 +166,16 @@ class Server:
 @pytest.fixture
 def start_server(request: pytest.FixtureRequest) -> Callable[..., Server]:
     def start(
-        max_request_bytes: int = SMALL_LIMIT, max_events: int = 10_000, adapter: EventAdapter | None = None
+        max_request_bytes: int = SMALL_LIMIT,
+        max_events: int = 10_000,
+        adapter: EventAdapter | None = None,
+        idle_timeout: float = 60.0,
     ) -> Server:
         queue = EventQueue(max_events=max_events)
         metrics = RecordingMetrics()
         ingest = Ingest(RECEIVER, adapter or EventAdapter(), queue, metrics)
-        receiver = OtlpHttpReceiver(HttpSettings("127.0.0.1", 0, max_request_bytes), ingest)
+        settings = HttpSettings("127.0.0.1", 0, max_request_bytes, idle_timeout=idle_timeout)
+        receiver = OtlpHttpReceiver(settings, ingest)
         threads_before = set(threading.enumerate())
         receiver.start()
         request.addfinalizer(lambda: stop(receiver, threads_before))
@@ -712,3 +716,18 @@ def test_a_bug_costs_one_request_a_counted_500_and_the_server_goes_on(start_serv
     assert "internal error while handling /v1/traces" in caplog.text
     after = traces_request(token_span("after")).SerializeToString()
     assert post(server.port, "/v1/traces", after, PROTOBUF).status == 200
+
+
+def test_an_idle_keep_alive_connection_is_closed_and_an_active_one_is_not(start_server):
+    """Idle timeout 1.5 s: requests every 0.3 s for 2.1 s keep the connection (the timer set at connect
+    re-arms for the rest of the window); then, quiet, the server closes it."""
+    server = start_server(idle_timeout=1.5)
+    body = traces_request(token_span("idle")).SerializeToString()
+    head = f"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: {PROTOBUF}\r\nContent-Length: {len(body)}\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        for _ in range(8):
+            sock.sendall(head.encode() + body)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK")
+            time.sleep(0.3)
+        sock.settimeout(8)
+        assert sock.recv(1) == b""  # closed by the server, not by our timeout (that would raise)

@@ -126,9 +126,11 @@ class Prometheus:
                 pytest.fail(f"timed out waiting for {what}")
             time.sleep(0.1)
 
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        """The instant vector (or scalar, as one sample) ``expr`` evaluates to; fails on any error."""
-        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+    def query(self, expr: str, at_ms: int | None = None) -> list[dict[str, Any]]:
+        """The instant vector (or scalar, as one sample) ``expr`` evaluates to, now or at ``at_ms``;
+        fails on any error or warning."""
+        params: dict[str, object] = {"query": expr} if at_ms is None else {"query": expr, "time": at_ms / 1000}
+        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode(params)}"
         try:
             body = get_json(url)
         except urllib.error.HTTPError as error:

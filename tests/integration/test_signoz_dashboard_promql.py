@@ -49,7 +49,7 @@ from kpiloop.model import Alert, ApiCall, Assessment, DataCompleteness, SessionS
 from kpiloop.testing import make_summary
 from kpiloop.types import AgentType, SessionId
 from tests.integration.test_otlp_metrics_export import settings, start_grpc_capture, tool_call
-from tests.integration.test_prometheus_dashboards import Prometheus, get_json
+from tests.integration.test_prometheus_dashboards import Prometheus
 
 ROOT = Path(__file__).parents[2]
 DASHBOARD = ROOT / "dashboards" / "signoz-kpiloop.json"
@@ -281,19 +281,6 @@ class RemoteWritePrometheus(Prometheus):
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 204, response.status
 
-    def query_at(self, expr: str, at_ms: int) -> list[dict[str, Any]]:
-        """The instant vector ``expr`` evaluates to at ``at_ms``; fails on any error or warning."""
-        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': expr, 'time': at_ms / 1000})}"
-        try:
-            body = get_json(url)
-        except urllib.error.HTTPError as error:
-            pytest.fail(f"{expr}: HTTP {error.code} {error.read().decode()}")
-        assert body["status"] == "success", (expr, body)
-        assert not body.get("warnings"), (expr, body["warnings"])
-        assert body["data"]["resultType"] == "vector", (expr, body["data"])
-        result: list[dict[str, Any]] = body["data"]["result"]
-        return result
-
 
 Running = tuple[RemoteWritePrometheus, int]
 """The Prometheus holding the SigNoz series, and the evaluation time (ms)."""
@@ -337,7 +324,7 @@ def test_every_signoz_panel_query_evaluates_and_otlp_panels_have_data(prometheus
     queries = dashboard_queries()
     assert len(queries) > 50
     for title, query in queries:
-        result = server.query_at(for_prometheus(query), now)
+        result = server.query(for_prometheus(query), now)
         if "kpiloop_" not in query:
             assert result, f"{title}: no data for {query}"
             assert all(math.isfinite(float(s["value"][1])) for s in result), (title, query, result)
@@ -351,7 +338,7 @@ def test_signoz_panels_give_the_values_computed_by_hand(prometheus: Running) -> 
         by_title.setdefault(title, []).append(query)
 
     def run(title: str, index: int = 0) -> list[dict[str, Any]]:
-        return server.query_at(for_prometheus(by_title[title][index]), now)
+        return server.query(for_prometheus(by_title[title][index]), now)
 
     window_s = WINDOW_MS / 1000
     assert by(run("Sessions closed by alert level"), "alert_level") == {("CRITICAL",): pytest.approx(1 / window_s)}

@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
+from kpiloop.fast_init import fast_frozen_init
 from kpiloop.types import AgentType, SessionId
 
 Source = Literal["plan", "claude_code", "genai", "hook", "transcript", "otlp"]
 """The vocabulary an event came from; ``claude_code`` sessions get the long idle timeout."""
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Event:
     """Common fields: whose session, which agent type, when (start == end for point events)."""
@@ -30,6 +32,7 @@ class Event:
     source: Source
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ApiCall(Event):
     """One model request. Token counts are disjoint: ``input`` excludes cached tokens.
@@ -52,6 +55,7 @@ class ApiCall(Event):
     subagent: str | None = None
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TodoItem:
     """One entry of a TodoWrite list: a stable key (never the text itself) and its status."""
@@ -60,6 +64,7 @@ class TodoItem:
     status: str
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ToolCall(Event):
     """One tool use. A permission-rejected tool (``denied``) is not an operation.
@@ -79,6 +84,7 @@ class ToolCall(Event):
     todos: tuple[TodoItem, ...] | None = None
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Evaluation(Event):
     """One evaluation result (LLM judge, rule engine or human) about the session."""
@@ -90,6 +96,7 @@ class Evaluation(Event):
     evaluator_type: str | None = None
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ContextSnapshot(Event):
     """Context-window use at one moment (the plan's ``hook:skill-activation-prompt`` span)."""
@@ -99,6 +106,7 @@ class ContextSnapshot(Event):
     free_space: int | None = None
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Prompt(Event):
     """A user prompt: its id and length only, never its text."""
@@ -107,6 +115,7 @@ class Prompt(Event):
     length: int | None = None
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionStart(Event):
     """The session started (``source``: startup, resume, clear, compact)."""
@@ -114,6 +123,7 @@ class SessionStart(Event):
     start_source: str | None = None
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionEnd(Event):
     """An explicit end of the session; it closes the session but does not extend its wall clock."""
@@ -121,6 +131,7 @@ class SessionEnd(Event):
     reason: str | None = None
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MetricSample(Event):
     """Common fields of values that arrive as metric data points.
@@ -133,6 +144,7 @@ class MetricSample(Event):
     series: str = ""
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UsageMetric(MetricSample):
     """Token or cost usage from metrics (``claude_code.token.usage``, ``claude_code.cost.usage``).
@@ -147,6 +159,7 @@ class UsageMetric(MetricSample):
     value: float = 0.0
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActiveTime(MetricSample):
     """Active seconds as the agent itself reports them (``claude_code.active_time.total``)."""
@@ -154,6 +167,7 @@ class ActiveTime(MetricSample):
     seconds: float = 0.0
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LinesChanged(MetricSample):
     """Lines of code added or removed (``claude_code.lines_of_code.count``)."""

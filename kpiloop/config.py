@@ -52,17 +52,10 @@ class TlsConfig(_Strict):
     )
 
 
-class ProtocolConfig(_Strict):
-    """One OTLP transport."""
-
-    endpoint: str = Field(description="host:port to listen on; loopback by default.")
-    max_request_bytes: int = Field(default=16 * MIB, gt=0, description="Largest request body after decompression.")
-    tls: TlsConfig | None = Field(default=None, description="Serve TLS with these files; unset: plaintext.")
-
-
 class AuthConfig(_Strict):
     """``receivers.otlp.auth``: the bearer token every OTLP request must carry (both transports), as the
-    Collector's ``bearertokenauth`` does. Neither key set: ``$KPILOOP_BEARER_TOKEN``, else no token."""
+    Collector's ``bearertokenauth`` does; ``receivers.otlp.protocols.{grpc,http}.auth`` gives one
+    transport its own. Neither key set: ``$KPILOOP_BEARER_TOKEN``, else no token."""
 
     bearer_token: str | None = Field(
         default=None, description="The token itself (use ${env:VAR}); empty means none.", repr=False
@@ -81,6 +74,17 @@ class AuthConfig(_Strict):
         if self.bearer_token and self.bearer_token_file is not None:
             raise ValueError("give bearer_token or bearer_token_file, not both")
         return self
+
+
+class ProtocolConfig(_Strict):
+    """One OTLP transport."""
+
+    endpoint: str = Field(description="host:port to listen on; loopback by default.")
+    max_request_bytes: int = Field(default=16 * MIB, gt=0, description="Largest request body after decompression.")
+    tls: TlsConfig | None = Field(default=None, description="Serve TLS with these files; unset: plaintext.")
+    auth: AuthConfig | None = Field(
+        default=None, description="This transport's own bearer token; unset: receivers.otlp.auth applies."
+    )
 
 
 class OtlpProtocols(_Strict):
@@ -255,26 +259,27 @@ def check_token(token: str, source: str) -> str:
     return token
 
 
-def resolve_bearer_token(auth: AuthConfig, environ: Mapping[str, str]) -> str | None:
-    """The OTLP receivers' token: ``bearer_token``, else ``bearer_token_file``'s content, else
-    ``$KPILOOP_BEARER_TOKEN``, else None (no authentication). Raises ConfigError naming the source."""
+def resolve_bearer_token(auth: AuthConfig, environ: Mapping[str, str], key: str = "receivers.otlp.auth") -> str | None:
+    """The token of the ``auth`` block at ``key``: ``bearer_token``, else ``bearer_token_file``'s
+    content, else ``$KPILOOP_BEARER_TOKEN``, else None (no authentication). Raises ConfigError
+    naming the source."""
     try:
         if auth.bearer_token:
             return auth.bearer_token
         if auth.bearer_token_file is not None:
-            return check_token(_read_token(auth.bearer_token_file), "receivers.otlp.auth.bearer_token_file")
+            return check_token(_read_token(auth.bearer_token_file, key), f"{key}.bearer_token_file")
         from_env = environ.get(TOKEN_ENV, "").strip()
         return check_token(from_env, f"${TOKEN_ENV}") if from_env else None
     except ValueError as error:
         raise ConfigError(str(error)) from None
 
 
-def _read_token(path: Path) -> str:
+def _read_token(path: Path, key: str) -> str:
     try:
         return path.expanduser().read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
-        raise ConfigError(f"receivers.otlp.auth.bearer_token_file: cannot read {path}: {reason}") from None
+        raise ConfigError(f"{key}.bearer_token_file: cannot read {path}: {reason}") from None
 
 
 def _describe(error: ValidationError) -> str:

@@ -300,23 +300,28 @@ def receiver_settings(
     """The OTLP receivers' listen addresses, bearer token and TLS, checked (ConfigError on unreadable
     token or TLS files); logs a warning for each receiver exposed beyond loopback without protection."""
     otlp = config.receivers.otlp
-    token = resolve_bearer_token(otlp.auth, environ)
     grpc_config, http_config = otlp.protocols.grpc, otlp.protocols.http
+    grpc_token, http_token = (
+        resolve_bearer_token(protocol.auth, environ, f"receivers.otlp.protocols.{name}.auth")
+        if protocol.auth is not None
+        else resolve_bearer_token(otlp.auth, environ)
+        for name, protocol in (("grpc", grpc_config), ("http", http_config))
+    )
     grpc_host, grpc_port = split_endpoint(endpoints.grpc or grpc_config.endpoint)
     http_host, http_port = split_endpoint(endpoints.http or http_config.endpoint)
     grpc_tls = _grpc_credentials(grpc_config.tls)
     http_tls = _ssl_context(http_config.tls, "receivers.otlp.protocols.http.tls")
-    for name, host, port, tls in (
-        ("otlp-grpc", grpc_host, grpc_port, grpc_tls),
-        ("otlp-http", http_host, http_port, http_tls),
+    for name, host, port, token, tls in (
+        ("otlp-grpc", grpc_host, grpc_port, grpc_token, grpc_tls),
+        ("otlp-http", http_host, http_port, http_token, http_tls),
     ):
         for warning in exposure_warnings(name, host, port, token is not None, tls is not None):
             log.warning("%s", warning)
     grpc_settings = GrpcSettings(
-        grpc_host, grpc_port, grpc_config.max_request_bytes, bearer_token=token, credentials=grpc_tls
+        grpc_host, grpc_port, grpc_config.max_request_bytes, bearer_token=grpc_token, credentials=grpc_tls
     )
     http_settings = HttpSettings(
-        http_host, http_port, http_config.max_request_bytes, bearer_token=token, ssl_context=http_tls
+        http_host, http_port, http_config.max_request_bytes, bearer_token=http_token, ssl_context=http_tls
     )
     return grpc_settings, http_settings
 

@@ -53,6 +53,7 @@ def expected_testdata_config(data_dir: str = "/srv/kpiloop") -> KpiloopConfig:
                             key_file=Path("/etc/kpiloop/tls/server.key"),
                             client_ca_file=Path("/etc/kpiloop/tls/clients-ca.pem"),
                         ),
+                        auth=AuthConfig(bearer_token_file=Path("/etc/kpiloop/grpc-token")),
                     ),
                     http=ProtocolConfig(
                         endpoint="0.0.0.0:14318",
@@ -60,6 +61,7 @@ def expected_testdata_config(data_dir: str = "/srv/kpiloop") -> KpiloopConfig:
                         tls=TlsConfig(
                             cert_file=Path("/etc/kpiloop/tls/server.pem"), key_file=Path("/etc/kpiloop/tls/server.key")
                         ),
+                        auth=AuthConfig(bearer_token_file=Path("/etc/kpiloop/http-token")),
                     ),
                 ),
                 auth=AuthConfig(bearer_token_file=Path("/etc/kpiloop/token")),

@@ -4,6 +4,7 @@ HTTP receiver's 401 answer (decided from the headers, before the path)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import orjson
@@ -16,6 +17,7 @@ from kpiloop.collector.otlp_http import HttpSettings, OtlpHttpReceiver, _Request
 from kpiloop.config import AuthConfig, KpiloopConfig, parse_config, resolve_bearer_token
 from kpiloop.errors import ConfigError
 from kpiloop.exposure import bearer_token_ok, exposure_warnings, is_loopback, read_pem, server_ssl_context
+from kpiloop.pipeline import Endpoints, receiver_settings
 from kpiloop.types import AgentType
 
 TOKEN = "0123456789abcdef-token"
@@ -232,3 +234,32 @@ def test_the_401_reply() -> None:
     assert wrong.extra == ((b"WWW-Authenticate", b'Bearer realm="kpiloop", error="invalid_token"'),)
     assert Status.FromString(wrong.body) == Status(code=16, message="invalid bearer token")
     assert wrong.encode(keep_alive=False).startswith(b"HTTP/1.1 401 Unauthorized\r\n")
+
+
+# --- a token per transport (DESIGN.md section 7: receivers.otlp.protocols.{grpc,http}.auth) -----------
+
+SHARED = "shared-token-0123456789"
+HTTP_ONLY = "http-only-token-0123456789"
+
+
+def settings_of(otlp: Mapping[str, object]) -> tuple[str | None, str | None]:
+    config = parse_config(orjson.dumps({"receivers": {"otlp": otlp}}).decode(), {})
+    grpc, http = receiver_settings(config, Endpoints(), {})
+    return grpc.bearer_token, http.bearer_token
+
+
+def protocol(port: int, **auth: object) -> dict[str, object]:
+    return {"endpoint": f"127.0.0.1:{port}", "auth": auth}
+
+
+def test_a_transport_can_have_its_own_token_or_none_while_the_other_uses_the_shared_one() -> None:
+    http_only = {"protocols": {"http": protocol(4318, bearer_token=HTTP_ONLY)}}
+    assert settings_of(http_only) == (None, HTTP_ONLY)
+    assert settings_of(http_only | {"auth": {"bearer_token": SHARED}}) == (SHARED, HTTP_ONLY)
+    assert settings_of({"auth": {"bearer_token": SHARED}}) == (SHARED, SHARED)
+
+
+def test_an_unreadable_per_transport_token_file_is_named_by_its_key(tmp_path: Path) -> None:
+    otlp = {"protocols": {"grpc": protocol(4317, bearer_token_file=str(tmp_path / "no-such-token"))}}
+    with pytest.raises(ConfigError, match=r"receivers\.otlp\.protocols\.grpc\.auth\.bearer_token_file"):
+        settings_of(otlp)

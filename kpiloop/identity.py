@@ -96,7 +96,12 @@ def sanitize_model(raw: object) -> str:
     """
     if not isinstance(raw, str):
         return UNKNOWN_MODEL
-    cleaned = _MODEL_BAD.sub("_", raw[: 4 * MAX_MODEL_LEN].strip()).lstrip("._-")[:MAX_MODEL_LEN]
+    return _cached_model(raw[: 4 * MAX_MODEL_LEN])  # cached like the other ids: one model per API call
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_model(raw: str) -> str:
+    cleaned = _MODEL_BAD.sub("_", raw.strip()).lstrip("._-")[:MAX_MODEL_LEN]
     return cleaned or UNKNOWN_MODEL
 
 

@@ -309,7 +309,7 @@ def suggestion_block(entry: dict[str, str]) -> str:
 def warning_section(data_dir: str, agent_type: str, now: float, pages: dict[str, Any]) -> str:
     """The "Open Warnings" section: open incidents, then open CRITICAL hard-threshold pages."""
     acknowledged = {
-        f"{page['agent_type']}-{page['kpi']}-{page['opened_at'].replace(':', '').replace('-', '')}"
+        f"{page['agent_type']}-{page['kpi']}-{_file_stamp(page['opened_at'])}"
         for page in _clean_pages(pages, agent_type, acknowledged=True)
         if page["kind"] == "incident"
     }
@@ -496,6 +496,11 @@ def _title(kpi: str) -> str:
 def _shown(path: str) -> str:
     """The path, or only ``incidents/<name>`` when the data dir's path is very long."""
     return path if len(path) <= MAX_PATH_CHARS else os.path.join("incidents", os.path.basename(path))
+
+
+def _file_stamp(iso_time: str) -> str:
+    """:func:`kpiloop.feedback.pages.file_stamp`, repeated: importing that module would cost this hook ~2.5 ms."""
+    return iso_time.replace(":", "").replace("-", "")
 
 
 def _safe_stamp(text: str) -> bool:

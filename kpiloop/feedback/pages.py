@@ -46,9 +46,18 @@ def page_id(agent_type: str, kpi: str, kind: str, stamp: str) -> str:
     return f"{agent_type}-{kpi}-{kind}-{stamp}"
 
 
+def file_stamp(iso_time: str) -> str:
+    """The time stamp incident file names and page ids carry: ISO-8601 without ``:`` and ``-``.
+
+    >>> file_stamp("2026-03-01T12:00:00Z")
+    '20260301T120000Z'
+    """
+    return iso_time.replace(":", "").replace("-", "")
+
+
 def new_page(agent_type: str, kpi: str, kind: str, session_id: str, now: str, value: float | None) -> dict[str, Any]:
     """One unacknowledged page opened at ``now`` (ISO-8601 UTC)."""
-    stamp = now.replace(":", "").replace("-", "")
+    stamp = file_stamp(now)
     return {
         "id": page_id(agent_type, kpi, kind, stamp),
         "agent_type": agent_type,

@@ -22,7 +22,7 @@ from kpiloop.feedback.cusum import update_cusum
 from kpiloop.feedback.history_index import HistoryIndex
 from kpiloop.feedback.incidents import render_incident, write_incident
 from kpiloop.feedback.loop import activate_from, track_and_decide
-from kpiloop.feedback.pages import new_page, record_pages
+from kpiloop.feedback.pages import file_stamp, new_page, record_pages
 from kpiloop.feedback.report import render_report, write_report
 from kpiloop.feedback.rules import effective_rules
 from kpiloop.feedback.suggestion_states import STATES as SUGGESTION_STATES
@@ -169,7 +169,7 @@ class FeedbackStage:
             log.exception("could not record the pages of session %s", summary.session_id)
 
     def _open_incident(self, agent: str, kpi: str, cusum: float, records: list[SessionRecord], now: str) -> None:
-        stamp = now.replace(":", "").replace("-", "")
+        stamp = file_stamp(now)
         text = render_incident(agent, kpi, records[-TREND_SESSIONS:], now, cusum, threshold=self._config.cusum_h)
         write_incident(self._data_dir, agent, kpi, stamp, text)
         if self._observer is not None:

@@ -19,6 +19,7 @@ from kpiloop.collector.ingest import EventQueue, Ingest, Overloaded
 from kpiloop.collector.jsonl_replay import JsonlReplay, LineProblem
 from kpiloop.collector.otlp_grpc import GrpcSettings, OtlpGrpcReceiver, server_credentials
 from kpiloop.collector.otlp_http import HttpSettings, OtlpHttpReceiver
+from kpiloop.collector.plan_shortcut import PlanShortcut
 from kpiloop.config import KpiloopConfig, TlsConfig, resolve_bearer_token
 from kpiloop.errors import ConfigError, InputError
 from kpiloop.exporters import catalogue
@@ -156,7 +157,7 @@ def build_replay_pipeline(
         sinks = SkipKnownSessions(sinks, known_before.__contains__, table.skipped)
     processor = SessionKpiProcessor(sinks, settings, clock)
     adapter = EventAdapter(AgentType(settings.default_agent_type))
-    receiver = JsonlReplay(paths, processor, adapter, on_problem, on_progress)
+    receiver = JsonlReplay(paths, processor, adapter, on_problem, on_progress, PlanShortcut(adapter, processor))
     return ReplayPipeline(receiver, adapter, processor, history, table)
 
 

@@ -21,6 +21,7 @@ import orjson
 from kpiloop.collector.adapters import EventAdapter
 from kpiloop.collector.base import EventConsumer
 from kpiloop.collector.line_formats import decode_line
+from kpiloop.collector.plan_shortcut import PlanShortcut
 from kpiloop.collector.records import DataPointRecord, LogRecord, SpanRecord
 from kpiloop.collector.transcript import TranscriptReader, is_transcript_line, subagent_transcripts
 from kpiloop.errors import InputError
@@ -71,7 +72,8 @@ def expand_paths(patterns: Sequence[str]) -> list[str]:
 
 
 class JsonlReplay:
-    """Reads JSONL files and feeds their events to ``consumer``."""
+    """Reads JSONL files and feeds their events to ``consumer``; with a ``shortcut``, the plan's
+    token and tool spans in their usual shape go to the session processor directly (same result)."""
 
     def __init__(
         self,
@@ -80,8 +82,10 @@ class JsonlReplay:
         adapter: EventAdapter,
         on_problem: Callable[[LineProblem], None],
         on_progress: Callable[[int], None] | None = None,
+        shortcut: PlanShortcut | None = None,
     ) -> None:
         self._paths = list(paths)
+        self._shortcut = shortcut
         self._consumer = consumer
         self._adapter = adapter
         self._on_problem = on_problem
@@ -123,6 +127,10 @@ class JsonlReplay:
             if is_transcript_line(doc):
                 self.stats.records += 1
                 self._consume(self._transcripts.events(doc, name))
+                return
+            if self._shortcut is not None and type(doc) is dict and self._shortcut.take(doc):
+                self.stats.records += 1
+                self.stats.events += 1
                 return
             for item in decode_line(doc):
                 self._replay_item(name, number, item)

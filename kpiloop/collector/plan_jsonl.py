@@ -45,7 +45,7 @@ def span_from_plan(doc: Mapping[str, Any]) -> SpanRecord:
         start_ns=start,
         end_ns=end,
         attributes=_object(doc.get("attributes"), "attributes"),
-        resource=_resource(doc),
+        resource=resource_of(doc),
         status_code=as_count(status.get("code", STATUS_UNSET), "status.code") if isinstance(status, dict) else 0,
         events=_span_events(events) if events else [],
     )
@@ -76,7 +76,7 @@ def log_from_plan(doc: Mapping[str, Any]) -> LogRecord:
         time_ns=to_nanos(time_value, "timestamp") if time_value is not None else 0,
         body=body,
         attributes=attrs,
-        resource=_resource(doc),
+        resource=resource_of(doc),
         event_name=name if isinstance(name, str) and name else None,
     )
 
@@ -143,7 +143,8 @@ def _object(value: object, key: str) -> Mapping[str, Any]:
     return value
 
 
-def _resource(doc: Mapping[str, Any]) -> Mapping[str, Any]:
+def resource_of(doc: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A plan-format line's resource attributes (``resource.attributes`` or ``resource._attributes``); {} for none."""
     resource = doc.get("resource")
     if isinstance(resource, dict):
         inner = resource.get("attributes", resource.get("_attributes"))

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 
 from kpiloop.model import ApiCall
 from kpiloop.processors.session_kpi_config import ModelPrice
+from kpiloop.processors.usage import CallTokens, call_tokens
 
 PER_MILLION = 1_000_000
 
@@ -39,23 +40,25 @@ class PriceTable:
 
     def cost(self, call: ApiCall) -> float | None:
         """:func:`call_cost` of ``call``."""
-        return _cost(call, self.find)
+        return tokens_cost(call.model, call_tokens(call), call.cost_usd, self.find)
 
 
 def call_cost(call: ApiCall, prices: Mapping[str, ModelPrice]) -> float | None:
     """USD of one call: ``cost_usd`` when the source sent it; 0 for a call that used no tokens;
     else tokens × the model's price; None for a model without a price."""
-    return _cost(call, lambda model: find_price(model, prices))
+    return tokens_cost(call.model, call_tokens(call), call.cost_usd, lambda model: find_price(model, prices))
 
 
-def _cost(call: ApiCall, lookup: Callable[[str], ModelPrice | None]) -> float | None:
-    if call.cost_usd is not None:
-        return call.cost_usd
-    uncached, output, read = call.input_tokens, call.output_tokens, call.cache_read_tokens
-    write_5m, write_1h = call.cache_write_5m_tokens, call.cache_write_1h_tokens
+def tokens_cost(
+    model: str, tokens: CallTokens, source_cost: float | None, lookup: Callable[[str], ModelPrice | None]
+) -> float | None:
+    """USD of one call given as its parts (see :func:`call_cost`); ``lookup`` finds a model's price."""
+    if source_cost is not None:
+        return source_cost
+    uncached, output, read, write_5m, write_1h = tokens
     if not (uncached or output or read or write_5m or write_1h):
         return 0.0
-    price = lookup(call.model)
+    price = lookup(model)
     if price is None:
         return None
     return (

@@ -13,14 +13,15 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from kpiloop.model import Event, SessionEnd, SessionSummary
+from kpiloop.model import Event, SessionEnd, SessionSummary, Source
 from kpiloop.processors.base import LiveObserver, SummaryConsumer
 from kpiloop.processors.pricing import PriceTable
 from kpiloop.processors.session_kpi_config import SessionKpiConfig
 from kpiloop.processors.session_state import SessionState, decode_state, encode_state
-from kpiloop.types import Clock, SessionId
+from kpiloop.processors.usage import CallTokens
+from kpiloop.types import AgentType, Clock, SessionId
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,19 @@ CLOSE_SESSION_END = "session_end"
 CLOSE_IDLE = "idle_timeout"
 CLOSE_END_OF_INPUT = "end_of_input"
 CLOSE_EVICTED = "open_session_cap"
+
+
+class EventOrigin(Protocol):
+    """Whose session an item belongs to and its vocabulary, as an adapter resolved them."""
+
+    @property
+    def session_id(self) -> SessionId: ...
+
+    @property
+    def agent_type(self) -> AgentType: ...
+
+    @property
+    def source(self) -> Source: ...
 
 
 @dataclass
@@ -80,6 +94,38 @@ class SessionKpiProcessor:
         state.update(event, self._clock.now())
         if isinstance(event, SessionEnd):
             self.close(event.session_id, CLOSE_SESSION_END)
+
+    def fold_request(
+        self,
+        origin: EventOrigin,
+        model: str,
+        tokens: CallTokens,
+        source_cost: float | None,
+        ok: bool,
+        start_ns: int,
+        end_ns: int,
+    ) -> bool:
+        """Count an API call given as its parts, as :meth:`consume` counts an :class:`ApiCall` without
+        request id or subagent, but only in a session already open and with no live observer
+        waiting for the event; otherwise count nothing and return False (send the event instead)."""
+        state = self._open.get(origin.session_id)
+        if state is None or self._observer is not None:
+            return False
+        self.stats.events += 1
+        state.arrive(origin.source, origin.agent_type, self._clock.now())
+        state.add_request(model, tokens, source_cost, ok, start_ns, end_ns)
+        return True
+
+    def fold_tool_use(self, origin: EventOrigin, tool: str, ok: bool, start_ns: int, end_ns: int) -> bool:
+        """Count a tool call given as its parts, as :meth:`consume` counts a :class:`ToolCall` without
+        tool-use id, subagent, task status or denial, under the same conditions as :meth:`fold_request`."""
+        state = self._open.get(origin.session_id)
+        if state is None or self._observer is not None:
+            return False
+        self.stats.events += 1
+        state.arrive(origin.source, origin.agent_type, self._clock.now())
+        state.add_tool_use(tool, ok, start_ns, end_ns)
+        return True
 
     def open_sessions(self) -> int:
         """How many sessions are open."""

@@ -28,7 +28,7 @@ from kpiloop.model import (
 from kpiloop.processors import kpis
 from kpiloop.processors.base import LiveObserver
 from kpiloop.processors.intervals import IntervalUnion
-from kpiloop.processors.pricing import PriceTable
+from kpiloop.processors.pricing import PriceTable, tokens_cost
 from kpiloop.processors.quantiles import ScoreDigest
 from kpiloop.processors.session_kpi_config import SessionKpiConfig
 from kpiloop.processors.trackers import (
@@ -41,7 +41,7 @@ from kpiloop.processors.trackers import (
     TaskTracker,
     bump,
 )
-from kpiloop.processors.usage import Usage
+from kpiloop.processors.usage import CallTokens, Usage, call_tokens
 from kpiloop.types import AgentType, SessionId
 
 QUALITY_KPIS = {
@@ -101,31 +101,39 @@ class SessionState:
 
     def update(self, event: Event, arrival: float) -> None:
         """Fold one event into the session."""
-        self.last_arrival = arrival
-        self.sources.add(event.source)
-        if self.agent_type == self._default_agent:
-            self.agent_type = event.agent_type
+        self.arrive(event.source, event.agent_type, arrival)
         if isinstance(event, ApiCall):
             self._api_call(event)
-        elif isinstance(event, ToolCall):
+            return
+        if isinstance(event, ToolCall):
             self._tool_call(event)
-        elif isinstance(event, Evaluation):
+            return
+        if isinstance(event, Evaluation):
             self._evaluation(event)
             return
-        elif isinstance(event, SessionEnd):
+        if isinstance(event, SessionEnd):
             self.end_reason = event.reason or "session.end"
             return
-        elif isinstance(event, MetricSample):
+        if isinstance(event, MetricSample):
             self._metric(event)
-            self._extend(event.end_ns, event.end_ns)
+            self.extend(event.end_ns, event.end_ns)
             return
-        elif isinstance(event, Prompt):
+        if isinstance(event, Prompt):
             self.prompts += 1
         elif isinstance(event, SessionStart):
             self.saw_start_hook = True
-        self._extend(event.start_ns, event.end_ns)
+        self.extend(event.start_ns, event.end_ns)
 
-    def _extend(self, start_ns: int, end_ns: int) -> None:
+    def arrive(self, source: str, agent_type: AgentType, arrival: float) -> None:
+        """Note an item from ``source`` arriving at ``arrival`` (clock seconds); the session takes
+        the first agent type other than the default."""
+        self.last_arrival = arrival
+        self.sources.add(source)
+        if self.agent_type == self._default_agent:
+            self.agent_type = agent_type
+
+    def extend(self, start_ns: int, end_ns: int) -> None:
+        """Widen the session's first start and last end to cover ``[start_ns, end_ns]`` (times ≤ 0 are unknown)."""
         if start_ns <= 0:
             return
         if self.first_ns is None or start_ns < self.first_ns:
@@ -133,25 +141,46 @@ class SessionState:
         if self.last_ns is None or end_ns > self.last_ns:
             self.last_ns = end_ns
 
+    def add_request(
+        self, model: str, tokens: CallTokens, source_cost: float | None, ok: bool, start_ns: int, end_ns: int
+    ) -> float | None:
+        """Count one API call that is new to the session and was made by no subagent; return its
+        cost (``source_cost`` when the source sent one, else priced; None when unpriced)."""
+        cost = tokens_cost(model, tokens, source_cost, self._prices.find)
+        if cost is None:
+            self.unpriced_models.add(model or "unknown")
+        self._calls.add_tokens(model, tokens, cost, source_cost is not None)
+        if not ok:
+            self.api_errors += 1
+        self._active.add(start_ns, end_ns)
+        self.extend(start_ns, end_ns)
+        return cost
+
+    def add_tool_use(self, tool: str, ok: bool, start_ns: int, end_ns: int) -> None:
+        """Count one executed (not denied) tool call that is new to the session; task status, if
+        the call shows any, is the caller's to note."""
+        self.tool_calls += 1
+        self.tool_failures += not ok
+        bump(self.tools_by_name, tool)
+        if tool in TASK_TOOLS:
+            self.tasks.count_call(tool)
+        self._active.add(start_ns, end_ns)
+        self.extend(start_ns, end_ns)
+
     def _api_call(self, call: ApiCall) -> None:
         if call.request_id is not None:
             seen = self._requests.get(call.request_id)
             if seen is not None:
                 self._merge_duplicate(call, seen)
+                self.extend(call.start_ns, call.end_ns)
                 return
-        cost = self._prices.cost(call)
+        cost = self.add_request(call.model, call_tokens(call), call.cost_usd, call.ok, call.start_ns, call.end_ns)
         if call.request_id is not None:
             self._requests.remember(call.request_id, SeenCall(cost is not None, call.subagent))
-        if cost is None:
-            self.unpriced_models.add(call.model or "unknown")
-        self._calls.add_call(call, cost)
         if self.observer is not None:
             self.observer.api_call(call, cost)
         if call.subagent:
             self._subagent(call.subagent).add_call(call, cost)
-        if not call.ok:
-            self.api_errors += 1
-        self._active.add(call.start_ns, call.end_ns)
 
     def adds_nothing(self, event: Event) -> bool:
         """True for a copy of a call already counted that carries nothing new (no cost or subagent
@@ -184,20 +213,19 @@ class SessionState:
 
     def _tool_call(self, call: ToolCall) -> None:
         if call.tool_use_id is not None and self._tool_uses.seen_before(call.tool_use_id):
+            self.extend(call.start_ns, call.end_ns)
             return
         if self.observer is not None:
             self.observer.tool_call(call)
         if call.denied:
             self.tool_denials += 1
+            self.extend(call.start_ns, call.end_ns)
             return
-        self.tool_calls += 1
-        self.tool_failures += not call.ok
-        bump(self.tools_by_name, call.tool)
+        self.add_tool_use(call.tool, call.ok, call.start_ns, call.end_ns)
         if call.subagent:
             self._subagent(call.subagent).tool_calls += 1
-        if call.tool in TASK_TOOLS or call.todos is not None:
-            self.tasks.update(call)
-        self._active.add(call.start_ns, call.end_ns)
+        if call.todos is not None or call.tool in TASK_TOOLS:
+            self.tasks.note_status(call)
 
     def _evaluation(self, evaluation: Evaluation) -> None:
         self.evaluations += 1

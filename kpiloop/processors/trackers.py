@@ -200,14 +200,22 @@ class TaskTracker:
 
     def update(self, call: ToolCall) -> None:
         """Fold in one executed tool call."""
-        if call.tool == "TaskCreate":
+        self.count_call(call.tool)
+        self.note_status(call)
+
+    def count_call(self, tool: str) -> None:
+        """Count an executed TaskCreate or TaskUpdate (any other tool counts nothing)."""
+        if tool == "TaskCreate":
             self.creates += 1
-        elif call.tool == "TaskUpdate":
+        elif tool == "TaskUpdate":
             self.updates += 1
-            if call.task_status is not None and call.task_id:
-                self.status_visible = True
-                if call.task_status == "completed":
-                    self._set(id_key(call.task_id), TASK_DONE, TASK_DONE)
+
+    def note_status(self, call: ToolCall) -> None:
+        """Take the task status ``call`` shows, if any: a completed TaskUpdate, a TodoWrite list."""
+        if call.tool == "TaskUpdate" and call.task_status is not None and call.task_id:
+            self.status_visible = True
+            if call.task_status == "completed":
+                self._set(id_key(call.task_id), TASK_DONE, TASK_DONE)
         if call.todos is not None:
             self.status_visible = True
             # Keep every item's last status: a new or cleared list must not forget completed items.

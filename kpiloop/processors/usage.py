@@ -9,6 +9,20 @@ from kpiloop.model import ApiCall, SubagentUsage, TokenCounts, UsageMetric
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
 MAX_MODELS = 32
 
+CallTokens = tuple[int, int, int, int, int]
+"""One call's tokens in :data:`TOKEN_TYPES` order: input, output, cache read, cache write 5m and 1h."""
+
+
+def call_tokens(call: ApiCall) -> CallTokens:
+    """``call``'s tokens in :data:`TOKEN_TYPES` order."""
+    return (
+        call.input_tokens,
+        call.output_tokens,
+        call.cache_read_tokens,
+        call.cache_write_5m_tokens,
+        call.cache_write_1h_tokens,
+    )
+
 
 class Usage:
     """Counters fed by API calls or by usage metrics; ``cost_usd()`` is None once any spend was unpriced."""
@@ -24,16 +38,21 @@ class Usage:
 
     def add_call(self, call: ApiCall, cost: float | None) -> None:
         """Fold in one API call and its cost (None when it could not be priced)."""
+        self.add_tokens(call.model, call_tokens(call), cost, call.cost_usd is not None)
+
+    def add_tokens(self, model: str, tokens: CallTokens, cost: float | None, from_source: bool) -> None:
+        """Fold in one API call given as its model, tokens and cost (None when it could not be
+        priced); ``from_source`` when the cost is the source's own figure."""
         self.requests += 1
-        tokens = self._tokens
-        tokens["input"] += call.input_tokens
-        tokens["output"] += call.output_tokens
-        tokens["cache_read"] += call.cache_read_tokens
-        tokens["cache_write_5m"] += call.cache_write_5m_tokens
-        tokens["cache_write_1h"] += call.cache_write_1h_tokens
-        self._add_cost(cost, from_source=call.cost_usd is not None)
-        used = call.input_tokens + call.output_tokens + call.cache_read_tokens
-        self._add_model(call.model, used + call.cache_write_5m_tokens + call.cache_write_1h_tokens)
+        counts = self._tokens
+        uncached, output, read, write_5m, write_1h = tokens
+        counts["input"] += uncached
+        counts["output"] += output
+        counts["cache_read"] += read
+        counts["cache_write_5m"] += write_5m
+        counts["cache_write_1h"] += write_1h
+        self._add_cost(cost, from_source)
+        self._add_model(model, uncached + output + read + write_5m + write_1h)
 
     def add_metric(self, sample: UsageMetric, increment: float) -> None:
         """Fold in one usage-metric increment (tokens of one type, or USD when ``token_type`` is None)."""

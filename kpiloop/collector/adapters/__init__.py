@@ -60,6 +60,12 @@ class EventAdapter:
                 events.append(evaluation_event(origin, span_event.time_ns, span_event.attributes))
         return self._counted(events)
 
+    def plan_origin(self, attributes: Attributes, resource: Attributes) -> Origin | None:
+        """The origin of one of the plan's hook spans, re-labelled ``plan`` (as :meth:`from_span`
+        gives its events); None when it names no session, counted by nothing here: the span is
+        for :meth:`from_span` then."""
+        return self._origins.labelled(attributes, resource, "plan")
+
     def from_log(self, log: LogRecord) -> list[Event]:
         """Events for one log record: evaluation results, session ends, forwarded hook payloads and
         Claude Code's events."""

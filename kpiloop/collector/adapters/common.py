@@ -56,25 +56,31 @@ class OriginCache:
         self._default = default_agent
         self._source = source
         self._max = max_entries
-        self._origins: dict[tuple[str, str | None, bool], Origin | None] = {}
+        self._origins: dict[_Key, Origin | None] = {}
         self._relabelled: dict[tuple[str, str, Source], Origin] = {}
+        self._labelled: dict[Source, dict[_Key, Origin | None]] = {}
 
     def origin(self, attributes: Attributes, resource: Attributes) -> Origin | None:
         """The same as ``origin_of(attributes, resource, default_agent, source)``."""
-        session, agent = raw_session_id(attributes, resource), raw_agent_type(attributes, resource)
-        if type(session) is not str or len(session) > 4 * MAX_SESSION_ID_LEN:
+        key = _key(attributes, resource)
+        if key is None:
             return origin_of(attributes, resource, self._default, self._source)
-        if agent is not None and (type(agent) is not str or len(agent) > 4 * MAX_AGENT_TYPE_LEN):
-            return origin_of(attributes, resource, self._default, self._source)
-        key = (session, agent, resource.get("service.name") == "claude-code")
         try:
             return self._origins[key]
         except KeyError:
-            origin = _resolved(session, agent, key[2], self._default, self._source)
-        if len(self._origins) >= self._max:
-            self._origins.clear()
-        self._origins[key] = origin
-        return origin
+            origin = _resolved(key, self._default, self._source)
+        return self._remember(self._origins, key, origin)
+
+    def labelled(self, attributes: Attributes, resource: Attributes, vocabulary: Source) -> Origin | None:
+        """The same as ``relabelled(origin(attributes, resource), vocabulary)`` (None for no
+        session), in one lookup."""
+        key = _key(attributes, resource)
+        table = self._labelled.setdefault(vocabulary, {})
+        if key is not None and key in table:
+            return table[key]
+        origin = self.origin(attributes, resource)
+        found = None if origin is None else self.relabelled(origin, vocabulary)
+        return found if key is None else self._remember(table, key, found)
 
     def relabelled(self, origin: Origin, vocabulary: Source) -> Origin:
         """``origin`` re-labelled with the vocabulary that matched, unless it is Claude Code's own."""
@@ -89,8 +95,36 @@ class OriginCache:
             self._relabelled[key] = found
         return found
 
+    def _remember(self, table: dict[_Key, Origin | None], key: _Key, origin: Origin | None) -> Origin | None:
+        if len(table) >= self._max:
+            table.clear()
+        table[key] = origin
+        return origin
 
-def _resolved(session: str, agent: str | None, claude: bool, default_agent: AgentType, source: Source) -> Origin | None:
+
+_Key = tuple[str, str | None, bool]
+"""Raw session id, raw agent type (None for none), and whether the item is Claude Code's."""
+
+
+def _key(attributes: Attributes, resource: Attributes) -> _Key | None:
+    """The cache key of an item's origin; None when its ids are not strings of a sane length.
+    Reads ``session.id`` and ``agent.type`` from the item's attributes first: where they nearly
+    always are, and what :func:`raw_session_id` and :func:`raw_agent_type` would return."""
+    session = attributes.get("session.id")
+    if type(session) is not str or not session:
+        session = raw_session_id(attributes, resource)
+    agent = attributes.get("agent.type")
+    if type(agent) is not str or not agent:
+        agent = raw_agent_type(attributes, resource)
+    if type(session) is not str or len(session) > 4 * MAX_SESSION_ID_LEN:
+        return None
+    if agent is not None and (type(agent) is not str or len(agent) > 4 * MAX_AGENT_TYPE_LEN):
+        return None
+    return session, agent, resource.get("service.name") == "claude-code"
+
+
+def _resolved(key: _Key, default_agent: AgentType, source: Source) -> Origin | None:
+    session, agent, claude = key
     session_id = sanitize_session_id(session)
     if session_id is None:
         return None

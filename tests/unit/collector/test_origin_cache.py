@@ -91,3 +91,34 @@ def test_relabelling_keeps_claude_code_origins_and_relabels_the_rest() -> None:
     plan = cache.relabelled(other, "plan")
     assert (plan.session_id, plan.agent_type, plan.source) == ("s", DEFAULT, "plan")
     assert cache.relabelled(other, "plan") is plan
+
+
+def expected_labelled(attributes: dict[str, Any], resource: dict[str, Any], vocabulary: Source) -> Any:
+    origin = origin_of(attributes, resource, DEFAULT, "otlp")
+    if origin is None or origin.source == "claude_code":
+        return origin
+    return type(origin)(origin.session_id, origin.agent_type, vocabulary)
+
+
+@given(
+    session=hostile_scalars() | st.sampled_from(HOSTILE_IDS),
+    agent=hostile_scalars() | st.sampled_from(HOSTILE_IDS),
+    conversation=st.sampled_from([None, "", "conv-1", 7]),
+    service=st.sampled_from(["claude-code", "x", None]),
+    on_resource=st.booleans(),
+)
+def test_labelled_is_the_relabelled_origin_in_one_lookup(
+    session: Any, agent: Any, conversation: Any, service: Any, on_resource: bool
+) -> None:
+    cache = OriginCache(DEFAULT, "otlp")
+    attributes, resource = layers(session, agent, service, on_resource)
+    resource["gen_ai.conversation.id"] = conversation  # a later key: only read when session.id is empty
+    for vocabulary in ("plan", "genai", "plan"):
+        assert cache.labelled(attributes, resource, vocabulary) == expected_labelled(attributes, resource, vocabulary)
+
+
+def test_labelled_tables_stay_within_their_bound() -> None:
+    cache = OriginCache(DEFAULT, "otlp", max_entries=16)
+    for index in range(1_000):
+        assert cache.labelled({"session.id": f"s-{index}"}, {}, "plan") is not None
+    assert all(len(table) <= 16 for table in cache._labelled.values())

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_DATA_DIR ?= .kpiloop-run
 
-.PHONY: run demo test lint typecheck pytest bench bench-full clean
+.PHONY: run demo test lint typecheck pytest bench bench-full bench-instructions clean
 
 $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ bench-full: $(BIN)/activate
 	$(BIN)/python bench/close.py --closes 200 --repeat 3
 	$(BIN)/python bench/sessions.py --sessions 10000 --spans 1000
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/instructions.py
+
+## bench-instructions: instructions per span of the replay and ingest loops (valgrind; repeatable on a busy machine)
+bench-instructions: $(BIN)/activate
+	$(BIN)/python bench/instructions.py
 
 clean:
 	rm -rf $(VENV) $(RUN_DATA_DIR) .mypy_cache .pytest_cache .ruff_cache

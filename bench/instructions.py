@@ -12,6 +12,9 @@ Loops (the floors are what ``bench/replay.py`` and ``bench/ingest.py`` compare a
 - ``replay``: ``JsonlReplay`` line → session processor, as ``kpiloop replay`` runs it (with the plan
   shortcut, no live metrics);
 - ``replay-general``: the same without the shortcut (``decode_line`` → adapter → processor);
+- ``replay-ceiling``: ``orjson.loads`` plus the least any per-line Python fold does (look the
+  session up, add four token counts or count the tool by name, widen first/last time; no
+  validation, identity, pricing or active time): the best ratio a fold in CPython could reach;
 - ``ingest-floor``: the floor sink's decoding of an ``ExportTraceServiceRequest`` of 100 spans;
 - ``ingest``: ``decode_body`` → ``Ingest.submit`` → ``IngestWorker._process`` → session processor
   with live metrics, as ``kpiloop serve`` runs it minus the transport.
@@ -38,10 +41,12 @@ import orjson
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))  # the other bench scripts, as ``bench.*``
-LOOPS = ("replay-floor", "replay", "replay-general", "ingest-floor", "ingest")
+LOOPS = ("replay-floor", "replay", "replay-general", "replay-ceiling", "ingest-floor", "ingest")
 WARM_UP_SPANS = 2_000
 SPANS_PER_REQUEST = 100
-FLOORS = {"replay": "replay-floor", "replay-general": "replay-floor", "ingest": "ingest-floor"}
+FLOORS = {"replay": "replay-floor", "replay-general": "replay-floor", "replay-ceiling": "replay-floor"}
+FLOORS["ingest"] = "ingest-floor"
+TOKEN_SPAN = "hook:token-metrics-extraction"
 
 
 def measured(function: Callable[..., object], arguments: Sequence[tuple[Any, ...]]) -> None:
@@ -75,7 +80,9 @@ def run_replay(loop: str, spans: int) -> None:
     lines = replay_lines(WARM_UP_SPANS + spans)
     step: Callable[..., object] = orjson.loads
     arguments: list[tuple[Any, ...]] = [(line,) for line in lines]
-    if loop != "replay-floor":
+    if loop == "replay-ceiling":
+        step = minimal_fold({})
+    elif loop != "replay-floor":
         processor = SessionKpiProcessor(ListSink(), SessionKpiConfig(), FakeClock())
         adapter = EventAdapter()
         shortcut = PlanShortcut(adapter, processor) if loop == "replay" else None
@@ -84,6 +91,50 @@ def run_replay(loop: str, spans: int) -> None:
     for item in arguments[:WARM_UP_SPANS]:
         step(*item)
     measured(step, arguments[WARM_UP_SPANS:])
+
+
+class Counts:
+    """The counters of :func:`minimal_fold`."""
+
+    __slots__ = ("tokens", "requests", "tools", "failures", "by_tool", "first", "last")
+
+    def __init__(self) -> None:
+        self.tokens = [0, 0, 0, 0]
+        self.requests = self.tools = self.failures = 0
+        self.by_tool: dict[str, int] = {}
+        self.first = self.last = 0
+
+
+def minimal_fold(sessions: dict[str, Counts]) -> Callable[[bytes], None]:
+    """Parse a plan-format line and fold it with the least work any fold must do (the ceiling)."""
+    loads = orjson.loads
+
+    def fold(line: bytes) -> None:
+        doc = loads(line)
+        attrs = doc["attributes"]
+        counts = sessions.get(attrs["session.id"])
+        if counts is None:
+            counts = sessions[attrs["session.id"]] = Counts()
+        start, end = doc["startTime"], doc["endTime"]
+        if doc["name"] == TOKEN_SPAN:
+            tokens = counts.tokens
+            tokens[0] += attrs["tokens.input"]
+            tokens[1] += attrs["tokens.output"]
+            tokens[2] += attrs["tokens.cache_read"]
+            tokens[3] += attrs["tokens.cache_creation"]
+            counts.requests += 1
+        else:
+            counts.tools += 1
+            tool = attrs["builtin.tool"]
+            counts.by_tool[tool] = counts.by_tool.get(tool, 0) + 1
+            counts.failures += attrs.get("builtin.success") is False
+        start_ns, end_ns = start[0] * 1_000_000_000 + start[1], end[0] * 1_000_000_000 + end[1]
+        if not counts.first or start_ns < counts.first:
+            counts.first = start_ns
+        if end_ns > counts.last:
+            counts.last = end_ns
+
+    return fold
 
 
 def run_ingest(loop: str, spans: int) -> None:

@@ -30,9 +30,10 @@ MAX_MESSAGE_CHARS = 1000
 """Longest error message sent back: enough to name the problem, never an echo of a large input."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class HttpReply:
-    """A complete HTTP response."""
+    """A complete HTTP response (compared and hashed by identity: the cache of encoded answers is
+    looked up on every request, and hashing the fields each time cost more than the lookup)."""
 
     status: int
     content_type: bytes

@@ -8,6 +8,7 @@ whole or refused whole (the queue is full, or the service is stopping): when a s
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import deque
 from collections.abc import Iterable
@@ -20,6 +21,7 @@ from kpiloop.errors import InputError
 from kpiloop.model import Event
 
 Record = SpanRecord | LogRecord | DataPointRecord
+_NEVER = sys.maxsize
 
 
 class Overloaded(Exception):
@@ -32,14 +34,23 @@ class Overloaded(Exception):
 
 
 class EventQueue:
-    """A bounded queue of event batches, counted in events, safe across threads."""
+    """A bounded queue of event batches, counted in events, safe across threads.
+
+    The consumer takes everything queued at once (:meth:`get_all`), then may :meth:`settle`: wait a
+    little for more to collect, woken early only when the queue is half full, refuses a batch, or
+    closes. So it wakes once per many small requests instead of once per request: on the receivers'
+    core each wake-up costs a GIL hand-off and context switches worth more than a small request's
+    own processing. :meth:`put` signals only a consumer that is waiting for what it brings.
+    """
 
     def __init__(self, max_events: int) -> None:
         self._batches: deque[list[Event]] = deque()
         self._size = 0
         self._max = max_events
         self._closed = False
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())
+        self._wake_at = _NEVER
+        """Queued events at which :meth:`put` wakes the consumer (set only while it waits)."""
 
     def put(self, batch: list[Event]) -> None:
         """Enqueue ``batch`` whole, or raise :class:`Overloaded` without enqueuing any of it."""
@@ -47,21 +58,44 @@ class EventQueue:
             if self._closed:
                 raise Overloaded("kpiloop is shutting down", retry_after=5.0, stopping=True)
             if self._size and self._size + len(batch) > self._max:
+                self._cond.notify()  # a settling consumer starts now, so the retry finds room
                 raise Overloaded(f"ingest queue full ({self._size} events waiting)", retry_after=1.0)
             self._batches.append(batch)
             self._size += len(batch)
-            self._cond.notify()
+            if self._size >= self._wake_at:
+                self._cond.notify()
 
     def get(self, timeout: float) -> list[Event] | None:
         """The next batch, waiting up to ``timeout`` seconds; None when there is none."""
         with self._cond:
             if not self._batches:
-                self._cond.wait(timeout)
+                self._wait(1, timeout)
             if not self._batches:
                 return None
             batch = self._batches.popleft()
             self._size -= len(batch)
             return batch
+
+    def get_all(self, timeout: float) -> list[list[Event]] | None:
+        """Every queued batch, oldest first, waiting up to ``timeout`` seconds for one ([] when none
+        came); None once the queue is closed and empty, so nothing accepted is left behind."""
+        with self._cond:
+            if not self._batches and not self._closed:
+                self._wait(1, timeout)
+            if not self._batches:
+                return None if self._closed else []
+            batches = list(self._batches)
+            self._batches.clear()
+            self._size = 0
+            return batches
+
+    def settle(self, seconds: float) -> None:
+        """Wait up to ``seconds`` for batches to collect; return early once the queue is half full,
+        a batch is refused for want of room, or the queue closes."""
+        with self._cond:
+            half = max(1, self._max // 2)
+            if self._size < half and not self._closed:
+                self._wait(half, seconds)
 
     def close(self) -> None:
         """Refuse further batches; those already queued can still be taken."""
@@ -72,6 +106,14 @@ class EventQueue:
     def depth(self) -> int:
         """Events waiting."""
         return self._size
+
+    def _wait(self, wake_at: int, timeout: float) -> None:
+        """Wait (lock held) until a put brings the queue to ``wake_at`` events, or ``timeout``."""
+        self._wake_at = wake_at
+        try:
+            self._cond.wait(timeout)
+        finally:
+            self._wake_at = _NEVER
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,8 @@ _RESPONSES: dict[str, Callable[[], Any]] = {
     "logs": ExportLogsServiceResponse,
     "metrics": ExportMetricsServiceResponse,
 }
+_OK: dict[str, bytes] = {signal: response().SerializeToString() for signal, response in _RESPONSES.items()}
+"""The full-success answer of each signal, serialized once."""
 _DECODERS: dict[str, Callable[[bytes], Iterator[Record | InputError]]] = {
     "traces": lambda data: otlp_proto.decode_traces(otlp_proto.parse_traces(data)),
     "logs": lambda data: otlp_proto.decode_logs(otlp_proto.parse_logs(data)),
@@ -90,9 +92,7 @@ class OtlpGrpcReceiver:
         server = grpc.server(self._executor, options=options)
         for signal, service in SERVICES.items():
             handler: grpc.RpcMethodHandler[bytes, Any] = grpc.unary_unary_rpc_method_handler(
-                self._export_handler(signal),
-                request_deserializer=None,
-                response_serializer=lambda message: message.SerializeToString(),
+                self._export_handler(signal), request_deserializer=None, response_serializer=None
             )
             server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {"Export": handler}),))
         address = f"{self.settings.host}:{self.settings.port}"
@@ -114,13 +114,14 @@ class OtlpGrpcReceiver:
             self._executor.shutdown(wait=True)
             self._executor = None
 
-    def _export_handler(self, signal: str) -> Callable[[bytes, grpc.ServicerContext], Any]:
-        def export(request: bytes, context: grpc.ServicerContext) -> Any:
+    def _export_handler(self, signal: str) -> Callable[[bytes, grpc.ServicerContext], bytes]:
+        def export(request: bytes, context: grpc.ServicerContext) -> bytes:
             return self._export(signal, request, context)
 
         return export
 
-    def _export(self, signal: str, request: bytes, context: grpc.ServicerContext) -> Any:
+    def _export(self, signal: str, request: bytes, context: grpc.ServicerContext) -> bytes:
+        """The serialized Export*ServiceResponse of one request (or the call aborted with a status)."""
         token = self.settings.bearer_token
         if token is not None and not bearer_token_ok(_authorization(context), token):
             self._ingest.refuse(signal, UNAUTHENTICATED)
@@ -140,11 +141,13 @@ class OtlpGrpcReceiver:
             log.exception("internal error while handling an OTLP/gRPC %s export", signal)
             self._ingest.refuse(signal, INTERNAL)
             context.abort(grpc.StatusCode.INTERNAL, "internal error; the request was not processed")
+        if not result.rejected:
+            return _OK[signal]
         response = _RESPONSES[signal]()
-        if result.rejected:
-            setattr(response.partial_success, REJECTED_FIELD[signal], result.rejected)
-            response.partial_success.error_message = sendable(result.message)
-        return response
+        setattr(response.partial_success, REJECTED_FIELD[signal], result.rejected)
+        response.partial_success.error_message = sendable(result.message)
+        serialized: bytes = response.SerializeToString()
+        return serialized
 
 
 def server_credentials(cert_chain: bytes, private_key: bytes, client_ca: bytes | None) -> grpc.ServerCredentials:

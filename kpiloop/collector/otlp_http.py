@@ -17,6 +17,7 @@ import asyncio
 import logging
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field, replace
 
 import httptools
@@ -68,12 +69,19 @@ class HttpSettings:
 
 
 class _Request:
-    """Headers and body of the request being read."""
+    """Headers and body of the request being read, and what :meth:`OtlpHttpReceiver.check_headers`
+    made of them (read once per request, not again by each step)."""
+
+    __slots__ = ("body", "headers", "json", "signal", "url")
 
     def __init__(self) -> None:
         self.url = b""
         self.headers: dict[bytes, bytes] = {}
         self.body = bytearray()
+        self.signal: str | None = None
+        """The OTLP signal of the request's path; None until checked, or for another path."""
+        self.json = False
+        """The body is OTLP/JSON (else protobuf)."""
 
 
 class _Connection(asyncio.Protocol):
@@ -103,7 +111,7 @@ class _Connection(asyncio.Protocol):
             self._idle.cancel()
 
     def data_received(self, data: bytes) -> None:
-        self._active_at = asyncio.get_running_loop().time()  # the idle timer checks it when it fires
+        self._active_at = time.monotonic()  # the idle timer checks it when it fires
         if self._closing:
             return  # draining what a client still sends after we answered and closed our side
         was_in_head = self._in_head
@@ -185,13 +193,12 @@ class _Connection(asyncio.Protocol):
 
     def _arm_idle(self) -> None:
         """One timer per connection, re-armed only when it fires (not on every request)."""
-        loop = asyncio.get_running_loop()
-        self._active_at = loop.time()
-        self._idle = loop.call_later(self._receiver.settings.idle_timeout, self._on_idle)
+        self._active_at = time.monotonic()
+        self._idle = asyncio.get_running_loop().call_later(self._receiver.settings.idle_timeout, self._on_idle)
 
     def _on_idle(self) -> None:
         """Close a connection quiet for ``idle_timeout``; one that was active meanwhile waits the rest."""
-        left = self._active_at + self._receiver.settings.idle_timeout - asyncio.get_running_loop().time()
+        left = self._active_at + self._receiver.settings.idle_timeout - time.monotonic()
         if left > 0:
             self._idle = asyncio.get_running_loop().call_later(left, self._on_idle)
         elif self._transport is not None:
@@ -229,9 +236,12 @@ class OtlpHttpReceiver:
         thread.join(timeout=10)
 
     def check_headers(self, method: bytes, request: _Request) -> HttpReply | None:
-        """An early answer (401/404/405/413/415) decided from the request line and headers, or None."""
+        """An early answer (401/404/405/413/415) decided from the request line and headers, or None;
+        notes the request's signal and encoding on it."""
         signal = SIGNALS.get(request.url.split(b"?", 1)[0])
-        json = media_type(request.headers) == "application/json"
+        media = media_type(request.headers)
+        json = media == "application/json"
+        request.signal, request.json = signal, json
         token = self.settings.bearer_token
         if token is not None and not bearer_token_ok(request.headers.get(b"authorization"), token):
             self.refuse(request, UNAUTHENTICATED)
@@ -240,7 +250,7 @@ class OtlpHttpReceiver:
             return error_reply(404, f"unknown path {request.url.decode(errors='replace')[:100]}", json)
         if method != b"POST":
             return error_reply(405, "use POST", json, extra=((b"Allow", b"POST"),))
-        if media_type(request.headers) not in ("application/x-protobuf", "application/json"):
+        if media not in ("application/x-protobuf", "application/json"):
             self.refuse(request, "unsupported_media_type")
             return error_reply(415, "Content-Type must be application/x-protobuf or application/json", None)
         encoding = request.headers.get(b"content-encoding", b"").decode("latin-1").strip().lower()
@@ -265,9 +275,9 @@ class OtlpHttpReceiver:
         self._ingest.refuse(signal or "unknown", reason)
 
     def handle(self, request: _Request) -> HttpReply:
-        """Decode, ingest and answer one complete request."""
-        signal = SIGNALS[request.url.split(b"?", 1)[0]]
-        json = media_type(request.headers) == "application/json"
+        """Decode, ingest and answer one complete request (its headers checked)."""
+        signal = request.signal or SIGNALS[request.url.split(b"?", 1)[0]]
+        json = request.json
         try:
             items = decode_body(signal, request.headers, bytes(request.body), self.settings.max_request_bytes)
             result = self._ingest.submit(signal, items)

@@ -18,6 +18,7 @@ import os
 import platform
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -111,6 +112,7 @@ def replay(path: Path, data_dir: Path) -> dict[str, float]:
     ``path`` in a fresh child process: seconds to start (read history and baselines), to read every
     line (the loop), and to close the sessions open at the end of input (reports, baselines,
     history, each written atomically with its fsyncs); the whole process's wall time; peak RSS."""
+    shutil.rmtree(data_dir, ignore_errors=True)  # sessions already in its history would be skipped
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", CHILD, str(path), str(data_dir)], capture_output=True, text=True, check=True

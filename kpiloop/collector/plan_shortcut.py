@@ -24,6 +24,8 @@ from kpiloop.collector.adapters.plan import (
     BUILTIN_TOOL_SPAN,
     MCP_TOOL_SPAN,
     TOKEN_SPAN,
+    TokenFields,
+    ToolFields,
     api_call,
     token_fields,
     tool_call,
@@ -63,15 +65,15 @@ class PlanShortcut:
         origin = self._adapter.plan_origin(attrs, resource)
         if origin is None:
             return False
+        if name != TOKEN_SPAN:
+            return self._tool_use(origin, start, end, tool_fields(name, attrs, code))  # reads any value
         try:
-            if name == TOKEN_SPAN:
-                return self._request(origin, attrs, start, end, code)
-            return self._tool_use(origin, name, attrs, start, end, code)
+            fields = token_fields(attrs)
         except InputError:
             return False
+        return self._request(origin, start, end, fields, code)
 
-    def _request(self, origin: Origin, attrs: Mapping[str, Any], start: int, end: int, code: int) -> bool:
-        fields = token_fields(attrs)
+    def _request(self, origin: Origin, start: int, end: int, fields: TokenFields, code: int) -> bool:
         model, request_id, uncached, output, read, write, cost = fields
         if request_id is not None:  # deduplication is the event's path
             return False
@@ -80,8 +82,7 @@ class PlanShortcut:
             self._processor.consume(api_call(origin, start, end, fields, ok))
         return True
 
-    def _tool_use(self, origin: Origin, name: str, attrs: Mapping[str, Any], start: int, end: int, code: int) -> bool:
-        fields = tool_fields(name, attrs, code)
+    def _tool_use(self, origin: Origin, start: int, end: int, fields: ToolFields) -> bool:
         tool, tool_use_id, ok, _ = fields
         if tool_use_id is not None:  # deduplication is the event's path
             return False

@@ -150,6 +150,12 @@ class SessionSender(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
+        try:
+            self._send_until_stopped()
+        finally:
+            self.connection.close()  # or its socket is left to the garbage collector (ResourceWarning)
+
+    def _send_until_stopped(self) -> None:
         index = 0
         while not self.stop.is_set():
             session_id = f"{self.prefix}-{index:04d}"

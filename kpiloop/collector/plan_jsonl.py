@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from kpiloop.collector.records import STATUS_UNSET, LogRecord, SpanEventRecord, SpanRecord
-from kpiloop.collector.values import MAX_COUNT, as_count
+from kpiloop.collector.values import MAX_COUNT, MAX_TIME_NS, as_count
 from kpiloop.errors import InputError
 
 _MAGNITUDES = ((10**11, 10**9), (10**14, 10**6), (10**17, 10**3))
@@ -97,9 +97,10 @@ def to_nanos(value: object, key: str) -> int:
     1739370000123456789
     """
     if isinstance(value, list) and len(value) == 2:
+        usual = hr_time_ns(value)  # the usual HrTime, without the checks' calls
+        if usual is not None:
+            return usual
         seconds, nanos = value
-        if type(seconds) is int and type(nanos) is int and 0 <= seconds <= MAX_COUNT and 0 <= nanos <= MAX_COUNT:
-            return seconds * 1_000_000_000 + nanos  # the usual HrTime, without the checks' calls
         return as_count(seconds, key) * 1_000_000_000 + as_count(nanos, key)
     if isinstance(value, str):
         try:
@@ -119,6 +120,20 @@ def to_nanos(value: object, key: str) -> int:
         if number < limit:
             return round(number * scale)
     return int(number)
+
+
+def hr_time_ns(value: object) -> int | None:
+    """A ``[seconds, nanos]`` time in nanoseconds, when it is one of integers in range; else None.
+
+    >>> hr_time_ns([1770000000, 5]), hr_time_ns("2026-02-12T18:28:00Z"), hr_time_ns([-1, 0])
+    (1770000000000000005, None, None)
+    """
+    if type(value) is list and len(value) == 2:
+        seconds, nanos = value
+        if type(seconds) is int and type(nanos) is int and 0 <= seconds <= MAX_COUNT and 0 <= nanos <= MAX_COUNT:
+            time_ns: int = seconds * 1_000_000_000 + nanos
+            return time_ns if time_ns <= MAX_TIME_NS else None
+    return None
 
 
 def _non_negative(value: float, key: str) -> float:

@@ -31,9 +31,9 @@ from kpiloop.collector.adapters.plan import (
     tool_call,
     tool_fields,
 )
-from kpiloop.collector.plan_jsonl import resource_of
+from kpiloop.collector.plan_jsonl import hr_time_ns, resource_of
 from kpiloop.collector.records import STATUS_ERROR
-from kpiloop.collector.values import MAX_COUNT, MAX_TIME_NS
+from kpiloop.collector.values import MAX_COUNT
 from kpiloop.errors import InputError
 from kpiloop.processors.session_kpi import SessionKpiProcessor
 
@@ -89,20 +89,6 @@ class PlanShortcut:
         if not self._processor.fold_tool_use(origin, tool, ok, start, end):
             self._processor.consume(tool_call(origin, start, end, fields))
         return True
-
-
-def hr_time_ns(value: object) -> int | None:
-    """A ``[seconds, nanos]`` time in nanoseconds, when it is one of integers in range; else None.
-
-    >>> hr_time_ns([1770000000, 5]), hr_time_ns("2026-02-12T18:28:00Z"), hr_time_ns([-1, 0])
-    (1770000000000000005, None, None)
-    """
-    if type(value) is list and len(value) == 2:
-        seconds, nanos = value
-        if type(seconds) is int and type(nanos) is int and 0 <= seconds <= MAX_COUNT and 0 <= nanos <= MAX_COUNT:
-            time_ns: int = seconds * 1_000_000_000 + nanos
-            return time_ns if time_ns <= MAX_TIME_NS else None
-    return None
 
 
 def status_code(status: object) -> int | None:

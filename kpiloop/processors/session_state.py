@@ -144,8 +144,8 @@ class SessionState:
     def add_request(
         self, model: str, tokens: CallTokens, source_cost: float | None, ok: bool, start_ns: int, end_ns: int
     ) -> float | None:
-        """Count one API call that is new to the session and was made by no subagent; return its
-        cost (``source_cost`` when the source sent one, else priced; None when unpriced)."""
+        """Count one API call new to the session in its totals (a subagent's share is the caller's to
+        add); return its cost (``source_cost`` when the source sent one, else priced; None when unpriced)."""
         cost = tokens_cost(model, tokens, source_cost, self._prices.find)
         if cost is None:
             self.unpriced_models.add(model or "unknown")
